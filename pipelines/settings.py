@@ -1,0 +1,162 @@
+"""The one settings object. Environment variables `RAGLINE_*`, or a YAML/TOML file named by
+`RAGLINE_CONFIG_FILE`. Every external service is optional: the defaults embed everything under
+`data_dir`; setting a URL (RAY_ADDRESS, PREFECT_API_URL, MLFLOW_TRACKING_URI, a LanceDB URI)
+switches that piece to an existing service."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+COLLECTION_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]|_(?!_)){0,62}$")
+# Ray puts unix sockets under its temp dir; their paths must stay under ~107 bytes.
+_RAY_TEMP_MAX = 40
+
+
+def validate_collection(name: str) -> str:
+    if not COLLECTION_RE.match(name):
+        raise ValueError(
+            f"invalid collection name {name!r}: use 1-63 lowercase letters, digits, '-' or '_' "
+            "(no '__'), starting with a letter or digit"
+        )
+    return name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGLINE_", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Path(".ragline")
+    default_collection: str = "sample"
+
+    # services: None means embedded
+    lancedb_uri: str | None = None
+    ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
+    prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    ray_num_cpus: int | None = None  # local Ray only; None = all cores
+
+    # ingestion and chunking
+    max_document_bytes: int = 5_000_000
+    chunk_tokens: int = 200
+    chunk_overlap: int = 32
+    min_chunk_tokens: int = 8
+
+    # embedding
+    embedding_model: str | None = None  # a local folder; None = the packaged all-MiniLM-L6-v2
+    embed_batch_size: int = 64
+    embed_actors: int = 1
+    embed_device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # retrieval
+    retrieval_mode: Literal["hybrid", "vector", "text"] = "hybrid"
+    top_k: int = 5
+    rrf_k: int = 60
+    vector_weight: float = 1.0
+    text_weight: float = 1.0
+
+    # generation
+    generator: Literal["local", "openai", "vllm", "none"] = "local"
+    generator_model: str | None = None  # a local folder; None = the packaged SmolLM2-135M-Instruct
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    max_new_tokens: int = 160
+    temperature: float = 0.0
+    context_tokens: int = 1200
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("default_collection")
+    @classmethod
+    def _collection(cls, v: str) -> str:
+        return validate_collection(v)
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap(cls, v: int, info: Any) -> int:
+        size = info.data.get("chunk_tokens", 200)
+        if not 0 <= v < size:
+            raise ValueError(f"chunk_overlap must be >= 0 and < chunk_tokens ({size}), got {v}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("RAGLINE_CONFIG_FILE")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"RAGLINE_CONFIG_FILE={config_file} does not exist")
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    # --- derived locations -------------------------------------------------------------------
+    def portable(self) -> dict[str, Any]:
+        """These settings as plain JSON with absolute paths, to rebuild them in a Ray worker."""
+        return self.model_copy(update={"data_dir": self.root}).model_dump(mode="json")
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def lancedb_location(self) -> str:
+        return self.lancedb_uri or str(self.root / "lancedb")
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlflow" / "artifacts"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def ray_temp_dir(self) -> Path:
+        preferred = self.root / "ray"
+        if len(str(preferred)) <= _RAY_TEMP_MAX:
+            return preferred
+        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"ragline-ray-{digest}"
+
+    @property
+    def sessions_db(self) -> Path:
+        return self.root / "sessions.db"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,167 @@
+"""The LanceDB store: a collection is a set of tables named `<collection>__<kind>`.
+
+- `documents`, `chunks`, `quarantine`: written by ingestion;
+- `index_<model tag>`: vectors + text + metadata for one embedding model, with an ANN index
+  (above a size threshold) and a full-text index. Two models never share an index table.
+The collection's active index table is recorded in the `ragline_collections` table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+
+from pipelines import schemas
+from pipelines.settings import validate_collection
+
+REGISTRY = "ragline_collections"
+REGISTRY_SCHEMA = pa.schema(
+    [("collection", pa.string()), ("index_table", pa.string()), ("model", pa.string()),
+     ("updated_at", pa.timestamp("us", tz="UTC"))]
+)
+ANN_MIN_ROWS = 5000  # below this, flat search is exact and fast enough (FACTS.md: 10 ms at 10k rows)
+
+
+class CollectionNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an index table was built with; a query must use the same model."""
+
+    name: str
+    path_hash: str
+    dim: int
+
+    @property
+    def tag(self) -> str:
+        slug = "".join(c if c.isalnum() else "_" for c in self.name.lower()).strip("_")
+        return f"{slug}_{self.path_hash[:8]}"
+
+
+def sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: list[str]) -> str:
+    return f"{column} IN ({', '.join(sql_str(v) for v in values)})"
+
+
+class Store:
+    def __init__(self, uri: str, read_consistency: timedelta | None = None) -> None:
+        self.uri = uri
+        self.db = lancedb.connect(uri, read_consistency_interval=read_consistency)
+
+    # --- names ---------------------------------------------------------------------------------
+    @staticmethod
+    def table_name(collection: str, kind: str) -> str:
+        return f"{validate_collection(collection)}__{kind}"
+
+    def _names(self) -> set[str]:
+        names: set[str] = set()
+        token: str | None = None
+        while True:  # list_tables is paginated
+            page = self.db.list_tables(page_token=token, limit=1000)
+            names.update(page.tables)
+            token = page.page_token
+            if not token or not page.tables:
+                return names
+
+    def has(self, collection: str, kind: str) -> bool:
+        return self.table_name(collection, kind) in self._names()
+
+    def collections(self) -> list[str]:
+        return sorted({n.split("__", 1)[0] for n in self._names() if "__" in n})
+
+    # --- tables --------------------------------------------------------------------------------
+    def table(self, collection: str, kind: str, schema: pa.Schema | None = None) -> Any:
+        name = self.table_name(collection, kind)
+        if name in self._names():
+            return self.db.open_table(name)
+        if schema is None:
+            raise CollectionNotFoundError(
+                f"collection {collection!r} has no {kind} table (run `ragline ingest ... -c {collection}` first)"
+            )
+        return self.db.create_table(name, schema=schema, exist_ok=True)
+
+    def documents(self, collection: str) -> Any:
+        return self.table(collection, "documents", schemas.DOCUMENTS)
+
+    def chunks(self, collection: str) -> Any:
+        return self.table(collection, "chunks", schemas.CHUNKS)
+
+    def quarantine(self, collection: str) -> Any:
+        return self.table(collection, "quarantine", schemas.QUARANTINE)
+
+    @staticmethod
+    def upsert(table: Any, data: pa.Table, key: str = "id") -> None:
+        """Insert or replace by key: re-running a write never duplicates rows."""
+        if data.num_rows == 0:
+            return
+        table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    # --- index tables --------------------------------------------------------------------------
+    def index_table(self, collection: str, model: ModelInfo, create: bool = True) -> Any:
+        kind = f"index_{model.tag}"
+        if not create:
+            return self.table(collection, kind)
+        schema = schemas.index_schema(model.dim).with_metadata({"ragline.model": json.dumps(asdict(model))})
+        return self.table(collection, kind, schema)
+
+    @staticmethod
+    def model_of(table: Any) -> ModelInfo:
+        meta = table.schema.metadata or {}
+        raw = meta.get(b"ragline.model")
+        if raw is None:
+            raise ValueError(f"table {table.name} records no embedding model")
+        return ModelInfo(**json.loads(raw))
+
+    def set_active_index(self, collection: str, table_name: str, model: ModelInfo) -> None:
+        reg = self.db.create_table(REGISTRY, schema=REGISTRY_SCHEMA, exist_ok=True)
+        row = pa.Table.from_pylist(
+            [{"collection": collection, "index_table": table_name, "model": json.dumps(asdict(model)),
+              "updated_at": datetime.now(UTC)}],
+            schema=REGISTRY_SCHEMA,
+        )
+        self.upsert(reg, row, key="collection")
+
+    def active_index(self, collection: str) -> Any:
+        """The collection's index table that serving and evaluation query."""
+        validate_collection(collection)
+        if REGISTRY in self._names():
+            rows = (
+                self.db.open_table(REGISTRY).search().where(f"collection = {sql_str(collection)}")
+                .limit(1).to_list()
+            )
+            if rows and rows[0]["index_table"] in self._names():
+                return self.db.open_table(rows[0]["index_table"])
+        raise CollectionNotFoundError(
+            f"collection {collection!r} has no index (run `ragline embed -c {collection}` first)"
+        )
+
+    def build_indexes(self, table: Any) -> dict[str, Any]:
+        """(Re)build the full-text index over every row, and the ANN index once the table is large.
+
+        LanceDB's FTS index does not cover rows added after it was built, so it is rebuilt after
+        each write; the ANN index is optimized incrementally by `optimize()`.
+        """
+        rows = table.count_rows()
+        info: dict[str, Any] = {"rows": rows, "fts": "text", "ann": "flat"}
+        if rows == 0:
+            return info
+        table.create_fts_index("text", replace=True)
+        if rows >= ANN_MIN_ROWS:
+            from lancedb.index import IvfHnswSq
+
+            partitions = max(1, rows // 4096)
+            table.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
+                               replace=True)
+            info["ann"] = {"type": "IVF_HNSW_SQ", "num_partitions": partitions, "distance": "cosine"}
+        info["version"] = table.version
+        return info

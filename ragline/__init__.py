@@ -1,0 +1,3 @@
+"""ragline's command line (`ragline --help`); the library lives in `pipelines`."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,235 @@
+"""`ragline`: the command line of INTERFACE.md. Thin: each command calls a flow or the service."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.environment import configure
+from pipelines.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="ragline: documents in, a chat service with sources out.")
+out = Console()
+err = Console(stderr=True)
+
+Collection = Annotated[str, typer.Option("--collection", "-c", help="collection name")]
+AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _setup() -> Any:
+    settings = get_settings()
+    configure(settings)
+    return settings
+
+
+def _print(result: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    table = Table(title=title, show_header=False)
+    for k, v in result.items():
+        table.add_row(k, json.dumps(v, default=str) if isinstance(v, dict | list) else str(v))
+    out.print(table)
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[Path], typer.Argument(help="folders or files (Markdown, HTML, text, JSONL)")],
+    collection: Collection = "sample",
+    format: Annotated[str, typer.Option(help="auto | files | jsonl | beir")] = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Validated ingestion + chunking as a Prefect flow run; bad inputs are quarantined, not lost."""
+    _setup()
+    if format not in ("auto", "files", "jsonl", "beir"):
+        _fail(f"unknown --format {format!r}; use auto, files, jsonl or beir", 2)
+    for s in sources:
+        if not s.exists():
+            _fail(f"source {s} does not exist", 2)
+    from flows.ingest import ingest_flow
+
+    _print(ingest_flow([str(s) for s in sources], collection, format), as_json, f"ingest {collection}")
+
+
+@app.command()
+def embed(
+    collection: Collection = "sample",
+    model: Annotated[str | None, typer.Option(help="local sentence-transformers folder")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Batch embedding on Ray into the collection's LanceDB index, then (re)builds its indexes."""
+    _setup()
+    from flows.embed import embed_flow
+
+    _print(embed_flow(collection, model), as_json, f"embed {collection}")
+
+
+@app.command()
+def refresh(
+    sources: Annotated[list[Path], typer.Argument(help="folders or files")],
+    collection: Collection = "sample",
+    format: str = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Ingest + embed as one flow run (what the schedule in prefect.yaml runs)."""
+    _setup()
+    from flows.refresh import refresh_flow
+
+    result = refresh_flow([str(s) for s in sources], collection, format)
+    _print(result, as_json, f"refresh {collection}")
+
+
+@app.command()
+def evaluate(collection: Collection = "sample", dataset: Path = Path("."), as_json: AsJson = False) -> None:
+    """Run an evaluation set through the serving retriever and log an MLflow run. [dim](not built yet)[/]"""
+    _fail("`ragline evaluate` is not built yet (tracked in issue 6: evaluation and optimization)", 2)
+
+
+@app.command()
+def optimize(collection: Collection = "sample", dataset: Path = Path("."), trials: int = 20,
+             as_json: AsJson = False) -> None:
+    """Search RAG configs as nested MLflow runs and promote a champion. [dim](not built yet)[/]"""
+    _fail("`ragline optimize` is not built yet (tracked in issue 6: evaluation and optimization)", 2)
+
+
+@app.command()
+def up() -> None:
+    """The whole local stack: Prefect server + worker, MLflow UI, Ray, Serve. [dim](not built yet)[/]"""
+    _fail("`ragline up` is not built yet (tracked in issue 7: operations); use `ragline serve`", 2)
+
+
+@app.command()
+def serve(config: Annotated[Path | None, typer.Option(help="YAML/TOML settings file")] = None) -> None:
+    """Run the Ray Serve application (default http://127.0.0.1:8000) until stopped with Ctrl-C."""
+    if config is not None:
+        import os
+
+        os.environ["RAGLINE_CONFIG_FILE"] = str(config)
+        get_settings.cache_clear()
+    settings = _setup()
+    from serving import runner
+
+    url = runner.start(settings)
+    out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
+    stopping = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping["now"]:
+            time.sleep(0.5)
+    finally:
+        out.print("stopping…")
+        runner.stop()
+
+
+@app.command()
+def chat(
+    question: Annotated[str, typer.Argument(help="the question")],
+    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+    url: Annotated[str, typer.Option(help="service URL")] = "http://127.0.0.1:8000",
+    as_json: AsJson = False,
+) -> None:
+    """Ask the running service; prints the answer and its numbered sources."""
+    import httpx
+
+    try:
+        r = httpx.post(f"{url}/v1/chat", json={"message": question, "collection": collection}, timeout=300)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach {url}: {exc} (is `ragline serve` running?)")
+        return
+    body = r.json()
+    if r.status_code != 200:
+        _fail(f"{r.status_code} {body.get('error', {}).get('message', body)}")
+    if as_json:
+        print(json.dumps(body))
+    else:
+        show_answer(body)
+
+
+def show_answer(body: dict[str, Any]) -> None:
+    out.print(f"\n[bold]Answer[/]{' [yellow](degraded)[/]' if body.get('degraded') else ''}")
+    out.print(body["answer"] or "(empty)")
+    out.print("\n[bold]Sources[/]")
+    for i, s in enumerate(body["sources"], start=1):
+        out.print(f"  [{i}] {s['title']}  [dim]({s['doc_id']}, score {s['score']:.3f})[/]")
+    t = body["timings"]
+    out.print(f"\n[dim]{body['config_version']} · model {body['model']} · retrieval {t['retrieval_ms']} ms · "
+              f"generation {t['generation_ms']} ms · {body['usage']['completion_tokens']} tokens[/]")
+
+
+@app.command()
+def demo(
+    question: Annotated[str | None, typer.Option(help="the question to ask at the end")] = None,
+    collection: Collection = "sample",
+) -> None:
+    """The main job end to end on the bundled sample corpus: ingest → embed → serve → ask."""
+    settings = _setup()
+    from pipelines.sample import DEMO_QUESTION, write_sample_corpus
+
+    started = time.perf_counter()
+    question = question or DEMO_QUESTION
+    out.rule("[bold]ragline demo")
+    out.print(f"data dir: {settings.root}")
+    with out.status("[1/4] writing the sample corpus"):
+        sources = write_sample_corpus(settings.root / "sample-corpus")
+    out.print(f"[green]✓[/] [1/4] sample corpus: {', '.join(str(s) for s in sources)}")
+
+    from flows.embed import embed_flow
+    from flows.ingest import ingest_flow
+
+    with out.status("[2/4] ingest flow: parse → data contract → chunks (Prefect)"):
+        ing = ingest_flow([str(s) for s in sources], collection)
+    out.print(f"[green]✓[/] [2/4] ingest: {ing['inputs']} inputs = {ing['documents']} new/changed + "
+              f"{ing['unchanged']} unchanged + {ing['quarantined']} quarantined → {ing['chunks']} chunks")
+    with out.status("[3/4] embed flow: Ray Data actor pool → LanceDB (first run loads the model)"):
+        emb = embed_flow(collection)
+    out.print(f"[green]✓[/] [3/4] embed: {emb['embedded']} embedded, {emb['skipped']} already there "
+              f"({emb['rows_per_s']} rows/s) → {emb['table']} v{emb['table_version']}")
+
+    import httpx
+
+    from serving import runner
+
+    try:
+        with out.status("[4/4] starting Ray Serve (query embedder, retriever, generator)"):
+            url = runner.start(settings)
+        out.print(f"[green]✓[/] [4/4] serving at {url}")
+        out.print(f"\n[bold]Question:[/] {question}")
+        with out.status("generating the answer on CPU"):
+            r = httpx.post(f"{url}/v1/chat", json={"message": question, "collection": collection}, timeout=300)
+        if r.status_code != 200:
+            _fail(f"chat failed: {r.status_code} {r.text}")
+        show_answer(r.json())
+    finally:
+        with out.status("shutting down Serve and Ray"):
+            runner.stop()
+    out.rule(f"done in {time.perf_counter() - started:.0f} s")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The online service: Ray Serve deployments behind a FastAPI ingress (imports `pipelines` only)."""

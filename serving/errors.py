@@ -1,0 +1,66 @@
+"""Every error leaves as `{"error": {"code", "message"}}` with a fitting status, never a bare 500
+for bad input. Exceptions raised inside a downstream deployment arrive as instances of their
+original class (Ray re-raises them so), so the same handlers cover them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipelines.store import CollectionNotFoundError
+
+log = logging.getLogger("ragline.serving")
+MAX_BODY_BYTES = 64 * 1024
+
+
+class IndexModelMismatchError(RuntimeError):
+    """The query embedder's model is not the one the index was built with."""
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def install(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error(413, "request_too_large", f"body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
+        return error(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(CollectionNotFoundError)
+    async def not_found(_: Request, exc: CollectionNotFoundError) -> JSONResponse:
+        return error(404, "collection_not_found", _message(exc))
+
+    @app.exception_handler(IndexModelMismatchError)
+    async def mismatch(_: Request, exc: IndexModelMismatchError) -> JSONResponse:
+        return error(409, "index_model_mismatch", _message(exc))
+
+    @app.exception_handler(ValueError)
+    async def bad_value(_: Request, exc: ValueError) -> JSONResponse:
+        return error(400, "bad_request", _message(exc))
+
+    @app.exception_handler(asyncio.TimeoutError)
+    async def timeout(_: Request, exc: asyncio.TimeoutError) -> JSONResponse:
+        return error(503, "timeout", "the service did not answer in time; try again")
+
+
+def _message(exc: BaseException) -> str:
+    # A RayTaskError's str() carries the remote traceback; the cause's own message is what users need.
+    cause = getattr(exc, "cause", None)
+    return str(cause if isinstance(cause, BaseException) else exc).strip().splitlines()[-1][:500]

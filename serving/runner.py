@@ -1,0 +1,49 @@
+"""Start and stop the Serve application on the local Ray (or the cluster at RAY_ADDRESS)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from pipelines.ray_runtime import ensure_ray
+from pipelines.settings import Settings
+
+APP_NAME = "ragline"
+
+
+def start(settings: Settings) -> str:
+    """Deploy the app and wait until every replica is up; returns the base URL."""
+    from ray import serve
+
+    from serving.app import build_app
+
+    ensure_ray(settings)
+    serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    url = f"http://{settings.host}:{settings.port}"
+    wait_healthy(url)
+    return url
+
+
+def wait_healthy(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise TimeoutError(f"the service at {url} did not become healthy in {timeout_s:.0f} s: {last}")
+
+
+def stop(shutdown_ray: bool = True) -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        if shutdown_ray:
+            ray.shutdown()

@@ -1,0 +1,90 @@
+"""Request and response bodies of the HTTP API (INTERFACE.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+MAX_MESSAGE_CHARS = 4000
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    collection: str | None = None
+    session_id: str | None = Field(default=None, max_length=128)
+    stream: bool = False
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    filters: dict[str, Any] | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=1024)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+
+class Source(BaseModel):
+    id: str
+    doc_id: str
+    title: str
+    score: float
+    text: str
+    source_uri: str = ""
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Timings(BaseModel):
+    embed_ms: float = 0.0
+    retrieval_ms: float = 0.0
+    generation_ms: float = 0.0
+
+
+class ChatResponse(BaseModel):
+    answer: str
+    sources: list[Source]
+    session_id: str
+    usage: Usage
+    timings: Timings
+    config_version: str
+    model: str
+    degraded: bool = False
+    degraded_reason: str | None = None
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    collection: str | None = None
+    top_k: int | None = Field(default=None, ge=1, le=100)
+    mode: Literal["hybrid", "vector", "text"] | None = None
+    filters: dict[str, Any] | None = None
+
+
+class SearchResponse(BaseModel):
+    results: list[Source]
+    collection: str
+    mode: str
+    timings: Timings
+
+
+class OpenAIMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=MAX_MESSAGE_CHARS * 4)
+
+
+class ChatCompletionRequest(BaseModel):
+    model: str | None = None  # the collection
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=64)
+    max_tokens: int | None = Field(default=None, ge=1, le=1024)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    stream: bool = False
+    collection: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

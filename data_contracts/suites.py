@@ -25,29 +25,49 @@ def _suite(name: str, expectations: Iterable[gxe.Expectation]) -> gx.Expectation
 
 
 def documents_suite(max_chars: int) -> gx.ExpectationSuite:
-    return _suite("documents", [
-        gxe.ExpectColumnValuesToNotBeNull(column="id", meta={"reason": "document has no id"}),
-        gxe.ExpectColumnValuesToBeUnique(column="id", meta={"reason": "duplicate document id in this run"}),
-        gxe.ExpectColumnValuesToNotBeNull(column="text", meta={"reason": "document has no text"}),
-        gxe.ExpectColumnValueLengthsToBeBetween(
-            column="text", min_value=1, max_value=max_chars,
-            meta={"reason": f"text is empty or longer than {max_chars} characters"}),
-        gxe.ExpectColumnValuesToNotMatchRegex(
-            column="text", regex=CONTROL_CHARS, meta={"reason": "text contains control characters"}),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="mime_type", value_set=sorted(TEXT_MIME_TYPES), meta={"reason": "mime type not allowed"}),
-    ])
+    return _suite(
+        "documents",
+        [
+            gxe.ExpectColumnValuesToNotBeNull(column="id", meta={"reason": "document has no id"}),
+            gxe.ExpectColumnValuesToBeUnique(
+                column="id", meta={"reason": "duplicate document id in this run"}
+            ),
+            gxe.ExpectColumnValuesToNotBeNull(column="text", meta={"reason": "document has no text"}),
+            gxe.ExpectColumnValueLengthsToBeBetween(
+                column="text",
+                min_value=1,
+                max_value=max_chars,
+                meta={"reason": f"text is empty or longer than {max_chars} characters"},
+            ),
+            gxe.ExpectColumnValuesToNotMatchRegex(
+                column="text", regex=CONTROL_CHARS, meta={"reason": "text contains control characters"}
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="mime_type",
+                value_set=sorted(TEXT_MIME_TYPES),
+                meta={"reason": "mime type not allowed"},
+            ),
+        ],
+    )
 
 
 def chunks_suite(min_tokens: int, max_tokens: int, document_ids: list[str]) -> gx.ExpectationSuite:
-    return _suite("chunks", [
-        gxe.ExpectColumnValuesToNotBeNull(column="id", meta={"reason": "chunk has no id"}),
-        gxe.ExpectColumnValuesToBeUnique(column="id", meta={"reason": "duplicate chunk id"}),
-        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1,
-                                                meta={"reason": "chunk text is empty"}),
-        gxe.ExpectColumnValuesToBeBetween(
-            column="token_count", min_value=min_tokens, max_value=max_tokens,
-            meta={"reason": f"chunk has fewer than {min_tokens} or more than {max_tokens} tokens"}),
-        gxe.ExpectColumnValuesToBeInSet(column="doc_id", value_set=document_ids,
-                                        meta={"reason": "chunk's document does not exist"}),
-    ])
+    return _suite(
+        "chunks",
+        [
+            gxe.ExpectColumnValuesToNotBeNull(column="id", meta={"reason": "chunk has no id"}),
+            gxe.ExpectColumnValuesToBeUnique(column="id", meta={"reason": "duplicate chunk id"}),
+            gxe.ExpectColumnValueLengthsToBeBetween(
+                column="text", min_value=1, meta={"reason": "chunk text is empty"}
+            ),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="token_count",
+                min_value=min_tokens,
+                max_value=max_tokens,
+                meta={"reason": f"chunk has fewer than {min_tokens} or more than {max_tokens} tokens"},
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="doc_id", value_set=document_ids, meta={"reason": "chunk's document does not exist"}
+            ),
+        ],
+    )

@@ -38,9 +38,14 @@ class ContractResult:
         return self.rejected.is_empty()
 
     def summary(self) -> dict[str, Any]:
-        return {"suite": self.suite, "rows": self.valid.height + self.rejected.height, "valid": self.valid.height,
-                "rejected": self.rejected.height, "expectations_evaluated": self.evaluated,
-                "expectations_failed": sum(not o.success for o in self.outcomes)}
+        return {
+            "suite": self.suite,
+            "rows": self.valid.height + self.rejected.height,
+            "valid": self.valid.height,
+            "rejected": self.rejected.height,
+            "expectations_evaluated": self.evaluated,
+            "expectations_failed": sum(not o.success for o in self.outcomes),
+        }
 
 
 def _batch_definition(name: str) -> Any:
@@ -89,8 +94,16 @@ def validate(df: pl.DataFrame, suite: gx.ExpectationSuite, key: str = "id") -> C
         for i in rows:
             reasons.setdefault(i, []).append((cfg.type, reason))
         examples = [repr(v)[:120] for v in (r.result.get("partial_unexpected_list") or [])[:EXAMPLES]]
-        outcomes.append(ExpectationOutcome(cfg.type, cfg.kwargs.get("column"), bool(r.success),
-                                           int(r.result.get("unexpected_count") or 0), reason, examples))
+        outcomes.append(
+            ExpectationOutcome(
+                cfg.type,
+                cfg.kwargs.get("column"),
+                bool(r.success),
+                int(r.result.get("unexpected_count") or 0),
+                reason,
+                examples,
+            )
+        )
     bad = sorted(reasons)
     mask = pl.Series("bad", [False] * df.height)
     if bad:
@@ -101,8 +114,14 @@ def validate(df: pl.DataFrame, suite: gx.ExpectationSuite, key: str = "id") -> C
 
 def _with_reasons(df: pl.DataFrame, reasons: dict[int, list[tuple[str, str]]]) -> pl.DataFrame:
     return df.with_columns(
-        pl.Series("reason", ["; ".join(dict.fromkeys(r for _, r in reasons.get(i, []))) for i in range(df.height)],
-                  dtype=pl.String),
-        pl.Series("failed_expectations", [[t for t, _ in reasons.get(i, [])] for i in range(df.height)],
-                  dtype=pl.List(pl.String)),
+        pl.Series(
+            "reason",
+            ["; ".join(dict.fromkeys(r for _, r in reasons.get(i, []))) for i in range(df.height)],
+            dtype=pl.String,
+        ),
+        pl.Series(
+            "failed_expectations",
+            [[t for t, _ in reasons.get(i, [])] for i in range(df.height)],
+            dtype=pl.List(pl.String),
+        ),
     )

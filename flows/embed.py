@@ -19,8 +19,9 @@ from pipelines.store import Store
 def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
     settings = get_settings()
     ensure_ray(settings)
-    progress = create_progress_artifact(0.0, key=f"{collection}-embed-progress",
-                                        description="rows embedded / rows to embed")
+    progress = create_progress_artifact(
+        0.0, key=f"{collection}-embed-progress", description="rows embedded / rows to embed"
+    )
     log = get_run_logger()
 
     def on_progress(done: int, total: int) -> None:
@@ -28,14 +29,26 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         log.info("embedded %d / %d chunks", done, total)
 
     result = embed_collection(
-        Store(settings.lancedb_location), collection, model_path=model or settings.embedding_model,
-        device=settings.embed_device, batch_size=settings.embed_batch_size, actors=settings.embed_actors,
+        Store(settings.lancedb_location),
+        collection,
+        model_path=model or settings.embedding_model,
+        device=settings.embed_device,
+        batch_size=settings.embed_batch_size,
+        actors=settings.embed_actors,
         on_progress=on_progress,
     )
     update_progress_artifact(progress, 100.0)
-    return {"collection": collection, "model": result.model, "embedded": result.embedded,
-            "skipped": result.skipped, "deleted": result.deleted, "rows_per_s": result.rows_per_s,
-            "table": result.table, "table_version": result.table_version, "indexes": result.indexes}
+    return {
+        "collection": collection,
+        "model": result.model,
+        "embedded": result.embedded,
+        "skipped": result.skipped,
+        "deleted": result.deleted,
+        "rows_per_s": result.rows_per_s,
+        "table": result.table,
+        "table_version": result.table_version,
+        "indexes": result.indexes,
+    }
 
 
 @flow(name="embed", log_prints=True)
@@ -45,7 +58,8 @@ def embed_flow(collection: str, model: str | None = None) -> dict[str, Any]:
     summary = embed_chunks(collection, model)
     summary["flow_run_id"] = str(flow_run.id or "local")
     create_table_artifact(
-        [{k: str(v) for k, v in summary.items()}], key=f"{collection}-embed",
+        [{k: str(v) for k, v in summary.items()}],
+        key=f"{collection}-embed",
         description="Embedding run: rows, throughput, model, table version",
     )
     return summary

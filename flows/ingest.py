@@ -38,8 +38,9 @@ class IngestSummary:
 @task(name="parse-sources", cache_policy=NO_CACHE)
 def parse_sources(sources: list[str], fmt: str, max_bytes: int) -> SourceBatch:
     batch = read_sources(sources, fmt=fmt, max_bytes=max_bytes)  # type: ignore[arg-type]
-    get_run_logger().info("read %d inputs: %d parsed, %d rejected", batch.inputs, len(batch.documents),
-                          len(batch.rejected))
+    get_run_logger().info(
+        "read %d inputs: %d parsed, %d rejected", batch.inputs, len(batch.documents), len(batch.rejected)
+    )
     return batch
 
 
@@ -55,7 +56,9 @@ def chunk_documents(docs: pl.DataFrame, model_path: str | None, config: Chunking
 
 
 @task(name="write-collection", cache_policy=NO_CACHE)
-def write_collection(collection: str, docs: pl.DataFrame, chunks: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+def write_collection(
+    collection: str, docs: pl.DataFrame, chunks: pl.DataFrame, quarantine: pl.DataFrame
+) -> None:
     store = Store(get_settings().lancedb_location)
     lib.write_quarantine(store, collection, quarantine)
     lib.write_chunks(store, collection, docs["id"].to_list(), chunks)
@@ -76,17 +79,24 @@ def ingest_flow(sources: list[str], collection: str, format: str = "auto") -> di
     cfg = ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap, settings.min_chunk_tokens)
     chunk_check = chunk_documents(changed, settings.embedding_model, cfg)
     # A document whose chunks break the contract is kept, its bad chunks quarantined.
-    quarantine = pl.concat([
-        lib.rejected_inputs_frame(batch.rejected, run_id),
-        lib.quarantine_frame(doc_check.rejected, "documents", run_id),
-        lib.quarantine_frame(chunk_check.rejected, "chunks", run_id),
-    ])
+    quarantine = pl.concat(
+        [
+            lib.rejected_inputs_frame(batch.rejected, run_id),
+            lib.quarantine_frame(doc_check.rejected, "documents", run_id),
+            lib.quarantine_frame(chunk_check.rejected, "chunks", run_id),
+        ]
+    )
     write_collection(collection, changed, chunk_check.valid, quarantine)
 
     summary = IngestSummary(
-        collection=collection, inputs=batch.inputs, documents=changed.height, unchanged=unchanged,
-        quarantined=len(batch.rejected) + doc_check.rejected.height, chunks=chunk_check.valid.height,
-        chunks_quarantined=chunk_check.rejected.height, flow_run_id=run_id,
+        collection=collection,
+        inputs=batch.inputs,
+        documents=changed.height,
+        unchanged=unchanged,
+        quarantined=len(batch.rejected) + doc_check.rejected.height,
+        chunks=chunk_check.valid.height,
+        chunks_quarantined=chunk_check.rejected.height,
+        flow_run_id=run_id,
     )
     assert summary.inputs == summary.documents + summary.unchanged + summary.quarantined, summary
     _report(summary, doc_check, chunk_check, quarantine)
@@ -96,24 +106,44 @@ def ingest_flow(sources: list[str], collection: str, format: str = "auto") -> di
 def _report(summary: IngestSummary, *checks: ContractResult | pl.DataFrame) -> None:
     *contracts, quarantine = checks
     rows = [
-        {"suite": c.suite, "expectation": o.expectation, "column": o.column or "", "success": o.success,
-         "unexpected": o.unexpected, "reason": o.reason, "examples": ", ".join(o.examples)}
-        for c in contracts if isinstance(c, ContractResult) for o in c.outcomes
+        {
+            "suite": c.suite,
+            "expectation": o.expectation,
+            "column": o.column or "",
+            "success": o.success,
+            "unexpected": o.unexpected,
+            "reason": o.reason,
+            "examples": ", ".join(o.examples),
+        }
+        for c in contracts
+        if isinstance(c, ContractResult)
+        for o in c.outcomes
     ]
     if rows:
-        create_table_artifact(rows, key=f"{summary.collection}-contracts",
-                              description="Great Expectations results of this ingest run")
+        create_table_artifact(
+            rows,
+            key=f"{summary.collection}-contracts",
+            description="Great Expectations results of this ingest run",
+        )
     assert isinstance(quarantine, pl.DataFrame)
-    lines = [f"| {r['table']} | `{r['input_id'][:60]}` | {r['reason']} |"
-             for r in quarantine.head(50).iter_rows(named=True)]
+    lines = [
+        f"| {r['table']} | `{r['input_id'][:60]}` | {r['reason']} |"
+        for r in quarantine.head(50).iter_rows(named=True)
+    ]
     create_markdown_artifact(
-        "\n".join([
-            f"# Ingest of `{summary.collection}`",
-            f"inputs **{summary.inputs}** = documents **{summary.documents}** + unchanged **{summary.unchanged}**"
-            f" + quarantined **{summary.quarantined}**; chunks **{summary.chunks}**"
-            f" (quarantined {summary.chunks_quarantined})",
-            "", "| table | input | reason |", "|---|---|---|", *lines,
-        ]),
+        "\n".join(
+            [
+                f"# Ingest of `{summary.collection}`",
+                f"inputs **{summary.inputs}** = documents **{summary.documents}**"
+                f" + unchanged **{summary.unchanged}**"
+                f" + quarantined **{summary.quarantined}**; chunks **{summary.chunks}**"
+                f" (quarantined {summary.chunks_quarantined})",
+                "",
+                "| table | input | reason |",
+                "|---|---|---|",
+                *lines,
+            ]
+        ),
         key=f"{summary.collection}-ingest",
         description="Counts and quarantined inputs",
     )

@@ -11,8 +11,9 @@ from flows.ingest import ingest_flow
 
 
 @flow(name="refresh", log_prints=True)
-def refresh_flow(sources: list[str], collection: str, format: str = "auto",
-                 model: str | None = None) -> dict[str, Any]:
+def refresh_flow(
+    sources: list[str], collection: str, format: str = "auto", model: str | None = None
+) -> dict[str, Any]:
     ingest = ingest_flow(sources, collection, format)
     embed = embed_flow(collection, model)
     return {"ingest": ingest, "embed": embed}

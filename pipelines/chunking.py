@@ -21,7 +21,7 @@ from pipelines.ids import chunk_id
 class ChunkingConfig:
     chunk_tokens: int = 200
     overlap: int = 32
-    min_tokens: int = 8
+    min_tokens: int = 1
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
@@ -71,9 +71,9 @@ class Chunker:
         # window w spans tokens [w*step, w*step + size): a token is in window t//step, and also in
         # the previous window when it falls inside that window's overlap tail.
         primary = tokens.with_columns(window=pl.col("tok") // step)
-        secondary = primary.filter((pl.col("window") > 0) & (pl.col("tok") % step < size - step)).with_columns(
-            window=pl.col("window") - 1
-        )
+        secondary = primary.filter(
+            (pl.col("window") > 0) & (pl.col("tok") % step < size - step)
+        ).with_columns(window=pl.col("window") - 1)
         windows = (
             pl.concat([primary, secondary])
             .group_by("doc_row", "window")
@@ -88,8 +88,11 @@ class Chunker:
         last = tokens.group_by("doc_row").agg(n_tokens=pl.len())
         windows = (
             windows.join(last, on="doc_row")
-            .filter((pl.col("window") == 0) | (pl.col("first_tok") + cfg.overlap < pl.col("n_tokens"))
-                    | (cfg.overlap == 0))
+            .filter(
+                (pl.col("window") == 0)
+                | (pl.col("first_tok") + cfg.overlap < pl.col("n_tokens"))
+                | (cfg.overlap == 0)
+            )
             .sort("doc_row", "window")
         )
         chunks = windows.join(docs, on="doc_row").with_columns(

@@ -48,8 +48,13 @@ def model_name(path: Path) -> str:
 class Embedder:
     """Encodes texts into L2-normalised float32 vectors (cosine similarity = dot product)."""
 
-    def __init__(self, model_path: str | Path | None = None, device: str = "auto", batch_size: int = 64,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        threads: int | None = None,
+    ) -> None:
         offline_env()
         import torch
         from sentence_transformers import SentenceTransformer
@@ -62,20 +67,33 @@ class Embedder:
         self.model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
         if self.device == "cuda":
             self.model.half()  # fp16 on GPU: ~2x throughput, same ranking
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         dim = get_dim()
         if not dim:
             raise ValueError(f"model at {self.model_path} does not report an embedding dimension")
         self.info = ModelInfo(model_name(self.model_path), model_fingerprint(self.model_path), int(dim))
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return vectors.astype(np.float32, copy=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model_path": str(self.model_path), "device": self.device, "batch_size": self.batch_size,
-                "model": self.info.name, "dim": self.info.dim}
+        return {
+            "model_path": str(self.model_path),
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "model": self.info.name,
+            "dim": self.info.dim,
+        }
 
 
 class EmbedBatch:
@@ -151,8 +169,12 @@ def embed_collection(
         blocks = [todo.slice(i, write_every) for i in range(0, todo.num_rows, write_every)]
         ds = ray.data.from_arrow(blocks).map_batches(
             EmbedBatch,
-            fn_constructor_kwargs={"model_path": str(path), "device": "cuda" if gpus else "cpu",
-                                   "batch_size": batch_size, "threads": per_actor_cpus},
+            fn_constructor_kwargs={
+                "model_path": str(path),
+                "device": "cuda" if gpus else "cpu",
+                "batch_size": batch_size,
+                "threads": per_actor_cpus,
+            },
             batch_size=batch_size * 4,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),
@@ -170,10 +192,21 @@ def embed_collection(
         if on_progress:
             on_progress(done, todo.num_rows)
     seconds = time.perf_counter() - started
-    indexes = store.build_indexes(index) if (done or stale or not _has_fts(index)) else {"rows": index.count_rows()}
+    indexes = (
+        store.build_indexes(index) if (done or stale or not _has_fts(index)) else {"rows": index.count_rows()}
+    )
     store.set_active_index(collection, index.name, info)
-    return EmbedResult(collection, info.name, done, chunks.num_rows - todo.num_rows, len(stale), seconds,
-                       index.name, index.version, indexes)
+    return EmbedResult(
+        collection,
+        info.name,
+        done,
+        chunks.num_rows - todo.num_rows,
+        len(stale),
+        seconds,
+        index.name,
+        index.version,
+        indexes,
+    )
 
 
 def _flush(index: Any, pending: list[pa.Table]) -> int:

@@ -49,8 +49,9 @@ class GenerationError(RuntimeError):
 class Generator(Protocol):
     name: str
 
-    def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 160,
-                 temperature: float = 0.0) -> Generation: ...
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Generation: ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -60,8 +61,9 @@ class Generator(Protocol):
 class LocalGenerator:
     """A transformers causal LM on CPU (or GPU if present), greedy by default."""
 
-    def __init__(self, model_path: str | Path | None = None, cache_dir: Path | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | Path | None = None, cache_dir: Path | None = None, threads: int | None = None
+    ) -> None:
         offline_env()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -82,21 +84,26 @@ class LocalGenerator:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _inputs(self, messages: list[dict[str, str]]) -> Any:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                  return_dict=True)
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
 
     def _kwargs(self, max_tokens: int, temperature: float) -> dict[str, Any]:
         max_tokens, temperature = clamp_sampling(max_tokens, temperature)
-        kw: dict[str, Any] = {"max_new_tokens": max_tokens, "repetition_penalty": 1.15,
-                              "pad_token_id": self.tokenizer.eos_token_id}
+        kw: dict[str, Any] = {
+            "max_new_tokens": max_tokens,
+            "repetition_penalty": 1.15,
+            "pad_token_id": self.tokenizer.eos_token_id,
+        }
         if temperature > 0:
             kw.update(do_sample=True, temperature=temperature, top_p=0.95)
         else:
             kw.update(do_sample=False)
         return kw
 
-    def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 160,
-                 temperature: float = 0.0) -> Generation:
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Generation:
         import torch
 
         inputs = self._inputs(messages)
@@ -106,10 +113,11 @@ class LocalGenerator:
         new = out[0, n_prompt:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         finish = "length" if len(new) >= clamp_sampling(max_tokens, temperature)[0] else "stop"
-        return Generation(cut_at_stop(text), n_prompt, int(len(new)), self.name, finish)
+        return Generation(cut_at_stop(text), n_prompt, len(new), self.name, finish)
 
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int = 160,
-               temperature: float = 0.0) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Iterator[str]:
         """Yields text pieces as they are generated."""
         import torch
         from transformers import TextIteratorStreamer
@@ -146,30 +154,47 @@ class OpenAIGenerator:
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)  # the server's tokenizer is not available here: an estimate
 
-    def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 160,
-                 temperature: float = 0.0) -> Generation:
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Generation:
         import httpx
 
         max_tokens, temperature = clamp_sampling(max_tokens, temperature)
         try:
-            r = self._client.post("/chat/completions", json={
-                "model": self.name, "messages": messages, "max_tokens": max_tokens,
-                "temperature": temperature, "stop": list(STOP)})
+            r = self._client.post(
+                "/chat/completions",
+                json={
+                    "model": self.name,
+                    "messages": messages,
+                    "max_tokens": max_tokens,
+                    "temperature": temperature,
+                    "stop": list(STOP),
+                },
+            )
             r.raise_for_status()
         except httpx.HTTPError as exc:
             raise GenerationError(f"OpenAI-compatible server at {self.base_url} failed: {exc}") from exc
         body = r.json()
         choice = body["choices"][0]
         usage = body.get("usage") or {}
-        return Generation(choice["message"]["content"].strip(), int(usage.get("prompt_tokens", 0)),
-                          int(usage.get("completion_tokens", 0)), self.name, choice.get("finish_reason") or "stop")
+        return Generation(
+            choice["message"]["content"].strip(),
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+            self.name,
+            choice.get("finish_reason") or "stop",
+        )
 
 
 class VLLMGenerator:
     """A vLLM engine on a GPU, loading a local model folder (e.g. the converted SmolLM2)."""
 
-    def __init__(self, model_path: str | Path | None = None, cache_dir: Path | None = None,
-                 gpu_memory_utilization: float = 0.5) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        cache_dir: Path | None = None,
+        gpu_memory_utilization: float = 0.5,
+    ) -> None:
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -185,16 +210,22 @@ class VLLMGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 160,
-                 temperature: float = 0.0) -> Generation:
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Generation:
         from vllm import SamplingParams
 
         max_tokens, temperature = clamp_sampling(max_tokens, temperature)
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, stop=list(STOP))
         out = self.llm.chat(messages, params, use_tqdm=False)[0]
         comp = out.outputs[0]
-        return Generation(comp.text.strip(), len(out.prompt_token_ids), len(comp.token_ids), self.name,
-                          comp.finish_reason or "stop")
+        return Generation(
+            comp.text.strip(),
+            len(out.prompt_token_ids),
+            len(comp.token_ids),
+            self.name,
+            comp.finish_reason or "stop",
+        )
 
 
 def make_generator(settings: Settings, threads: int | None = None) -> Generator | None:
@@ -202,8 +233,9 @@ def make_generator(settings: Settings, threads: int | None = None) -> Generator 
     if settings.generator == "none":
         return None
     if settings.generator == "openai":
-        return OpenAIGenerator(settings.openai_base_url or "", settings.generator_model or "default",
-                               settings.openai_api_key)
+        return OpenAIGenerator(
+            settings.openai_base_url or "", settings.generator_model or "default", settings.openai_api_key
+        )
     if settings.generator == "vllm":
         return VLLMGenerator(settings.generator_model, settings.model_cache)
     return LocalGenerator(settings.generator_model, settings.model_cache, threads=threads)

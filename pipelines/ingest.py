@@ -25,9 +25,16 @@ RAW_KEEP = 2000
 def documents_frame(docs: list[ParsedDocument]) -> pl.DataFrame:
     now = datetime.now(UTC)
     rows = [
-        {"id": d.id, "title": d.title, "text": d.text, "source_uri": d.source_uri, "mime_type": d.mime_type,
-         "content_hash": content_hash(f"{d.title}\x00{d.text}"), "metadata": json.dumps(d.metadata, default=str),
-         "ingested_at": now}
+        {
+            "id": d.id,
+            "title": d.title,
+            "text": d.text,
+            "source_uri": d.source_uri,
+            "mime_type": d.mime_type,
+            "content_hash": content_hash(f"{d.title}\x00{d.text}"),
+            "metadata": json.dumps(d.metadata, default=str),
+            "ingested_at": now,
+        }
         for d in docs
     ]
     return pl.from_arrow(pa.Table.from_pylist(rows, schema=schemas.DOCUMENTS))  # type: ignore[return-value]
@@ -59,15 +66,26 @@ def quarantine_frame(rejected: pl.DataFrame, table: str, run_id: str) -> pl.Data
     rows = []
     for r in rejected.iter_rows(named=True):
         raw = {k: v for k, v in r.items() if k not in ("reason", "failed_expectations")}
-        rows.append(_qrow(table, r.get("source_uri") or "", r.get("id") or r.get("doc_id"), r["reason"],
-                          r["failed_expectations"], json.dumps(raw, default=str), run_id, now))
+        rows.append(
+            _qrow(
+                table,
+                r.get("source_uri") or "",
+                r.get("id") or r.get("doc_id"),
+                r["reason"],
+                r["failed_expectations"],
+                json.dumps(raw, default=str),
+                run_id,
+                now,
+            )
+        )
     return _qframe(rows)
 
 
 def rejected_inputs_frame(rejected: list[RejectedInput], run_id: str) -> pl.DataFrame:
     now = datetime.now(UTC)
-    return _qframe([_qrow("parse", r.source_uri, r.input_id, r.reason, ["parse"], r.raw, run_id, now)
-                    for r in rejected])
+    return _qframe(
+        [_qrow("parse", r.source_uri, r.input_id, r.reason, ["parse"], r.raw, run_id, now) for r in rejected]
+    )
 
 
 def write_quarantine(store: Store, collection: str, rows: pl.DataFrame) -> None:
@@ -75,12 +93,28 @@ def write_quarantine(store: Store, collection: str, rows: pl.DataFrame) -> None:
         Store.upsert(store.quarantine(collection), rows.to_arrow().cast(schemas.QUARANTINE))
 
 
-def _qrow(table: str, source_uri: str, input_id: str | None, reason: str, failed: list[str], raw: str,
-          run_id: str, now: datetime) -> dict[str, object]:
+def _qrow(
+    table: str,
+    source_uri: str,
+    input_id: str | None,
+    reason: str,
+    failed: list[str],
+    raw: str,
+    run_id: str,
+    now: datetime,
+) -> dict[str, object]:
     key = hashlib.sha1(f"{table}\x00{source_uri}\x00{input_id}".encode()).hexdigest()[:20]
-    return {"id": key, "input_id": input_id or source_uri, "table": table, "source_uri": source_uri,
-            "reason": reason, "failed_expectations": failed, "raw": raw[:RAW_KEEP], "run_id": run_id,
-            "quarantined_at": now}
+    return {
+        "id": key,
+        "input_id": input_id or source_uri,
+        "table": table,
+        "source_uri": source_uri,
+        "reason": reason,
+        "failed_expectations": failed,
+        "raw": raw[:RAW_KEEP],
+        "run_id": run_id,
+        "quarantined_at": now,
+    }
 
 
 def _qframe(rows: list[dict[str, object]]) -> pl.DataFrame:

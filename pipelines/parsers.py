@@ -27,7 +27,7 @@ def decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ParseError(f"not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 4]!r})") from exc
+        raise ParseError(f"not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 4]!r})") from exc
 
 
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
@@ -44,8 +44,30 @@ def parse_plain(text: str, fallback_title: str) -> tuple[str, str]:
 
 class _HTMLText(HTMLParser):
     _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
-    _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
-                        "article", "pre", "blockquote", "table", "ul", "ol", "hr", "title"})
+    _BLOCK = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "tr",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "section",
+            "article",
+            "pre",
+            "blockquote",
+            "table",
+            "ul",
+            "ol",
+            "hr",
+            "title",
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -18,7 +18,12 @@ WORKER_ENV = {
 
 
 def ensure_ray(settings: Settings) -> None:
+    import warnings
+
     import ray
+
+    # Ray forks its helpers after lancedb is loaded; lancedb resets its runtime in the child.
+    warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
 
     if ray.is_initialized():
         return
@@ -26,8 +31,7 @@ def ensure_ray(settings: Settings) -> None:
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     if settings.ray_address:
-        ray.init(address=settings.ray_address, runtime_env={"env_vars": WORKER_ENV},
-                 log_to_driver=True)
+        ray.init(address=settings.ray_address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
         return
     temp = settings.ray_temp_dir
     temp.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from pipelines.store import ModelInfo, Store, sql_str
 Mode = Literal["hybrid", "vector", "text"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+_COLUMNS = ["id", "doc_id", "title", "text", "source_uri", "chunk_index"]
 FILTERABLE = frozenset({"doc_id", "title", "source_uri", "chunk_index"})
 
 
@@ -87,8 +88,12 @@ class Retriever:
         self.model: ModelInfo = Store.model_of(self.table)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"collection": self.collection, "table": self.table.name, "model": asdict(self.model),
-                **asdict(self.config)}
+        return {
+            "collection": self.collection,
+            "table": self.table.name,
+            "model": asdict(self.model),
+            **asdict(self.config),
+        }
 
     @property
     def table_version(self) -> int:
@@ -124,8 +129,13 @@ class Retriever:
         if mode == "text":
             return [self._hit(r, float(r["_score"])) for r in txt_rows[:top_k]]
         rows = {r["id"]: r for r in txt_rows} | {r["id"]: r for r in vec_rows}
-        fused = rrf_fuse([([r["id"] for r in vec_rows], cfg.vector_weight),
-                          ([r["id"] for r in txt_rows], cfg.text_weight)], cfg.rrf_k)
+        fused = rrf_fuse(
+            [
+                ([r["id"] for r in vec_rows], cfg.vector_weight),
+                ([r["id"] for r in txt_rows], cfg.text_weight),
+            ],
+            cfg.rrf_k,
+        )
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
         return [self._hit(rows[i], s) for i, s in best]
 
@@ -135,15 +145,22 @@ class Retriever:
         q = self.table.search(vector, vector_column_name="vector").distance_type("cosine").limit(n)
         if where:
             q = q.where(where, prefilter=True)
-        return q.select(["id", "doc_id", "title", "text", "source_uri", "chunk_index"]).to_list()
+        return q.select([*_COLUMNS, "_distance"]).to_list()
 
     def _text(self, query: str, n: int, where: str | None) -> list[dict[str, Any]]:
         q = self.table.search(query, query_type="fts", fts_columns="text").limit(n)
         if where:
             q = q.where(where, prefilter=True)
-        return q.select(["id", "doc_id", "title", "text", "source_uri", "chunk_index"]).to_list()
+        return q.select([*_COLUMNS, "_score"]).to_list()
 
     @staticmethod
     def _hit(row: dict[str, Any], score: float) -> Hit:
-        return Hit(row["id"], row["doc_id"], row["title"], row["text"], round(score, 6),
-                   row.get("source_uri") or "", int(row.get("chunk_index") or 0))
+        return Hit(
+            row["id"],
+            row["doc_id"],
+            row["title"],
+            row["text"],
+            round(score, 6),
+            row.get("source_uri") or "",
+            int(row.get("chunk_index") or 0),
+        )

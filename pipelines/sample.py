@@ -27,8 +27,7 @@ def write_sample_corpus(dest: Path, include_python_reference: bool = True) -> li
         jsonl = dest / "python-reference.jsonl"
         with jsonl.open("w", encoding="utf-8") as fh:
             for key in sorted(topics):
-                record = {"_id": f"pydoc-{key}", "title": _title(key), "text": topics[key],
-                          "topic": key}
+                record = {"_id": f"pydoc-{key}", "title": _title(key), "text": topics[key], "topic": key}
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         sources.append(jsonl)
     return sources

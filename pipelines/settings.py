@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_document_bytes: int = 5_000_000
     chunk_tokens: int = 200
     chunk_overlap: int = 32
-    min_chunk_tokens: int = 8
+    min_chunk_tokens: int = 1  # short documents are legitimate; raise it to quarantine stubs
 
     # embedding
     embedding_model: str | None = None  # a local folder; None = the packaged all-MiniLM-L6-v2

@@ -61,11 +61,13 @@ def read_sources(
 
 def _read_one(path: Path, fmt: SourceFormat, max_bytes: int) -> Iterator[ParsedDocument | RejectedInput]:
     if path.is_dir():
-        if fmt == "beir" or (fmt == "auto" and (path / "corpus.jsonl").is_file() and (path / "qrels").is_dir()):
+        if fmt == "beir" or (
+            fmt == "auto" and (path / "corpus.jsonl").is_file() and (path / "qrels").is_dir()
+        ):
             yield from _read_jsonl(path / "corpus.jsonl", id_field="_id", max_bytes=max_bytes)
             return
         for file in sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path)):
-            yield from _read_one(file, "files" if fmt == "auto" else fmt, max_bytes)
+            yield from _read_one(file, fmt, max_bytes)
         return
     if fmt in ("jsonl", "beir") or (fmt == "auto" and path.suffix == ".jsonl"):
         yield from _read_jsonl(path, id_field="_id" if fmt == "beir" else None, max_bytes=max_bytes)
@@ -105,7 +107,9 @@ def _read_jsonl(path: Path, id_field: str | None, max_bytes: int) -> Iterator[Pa
                 continue  # blank lines are not inputs
             raw = raw_line[:RAW_KEEP].decode("utf-8", "replace")
             if len(raw_line) > max_bytes:
-                yield RejectedInput(uri, f"line is {len(raw_line)} bytes, over the {max_bytes}-byte limit", raw)
+                yield RejectedInput(
+                    uri, f"line is {len(raw_line)} bytes, over the {max_bytes}-byte limit", raw
+                )
                 continue
             try:
                 record = json.loads(decode_text(raw_line))
@@ -119,11 +123,16 @@ def _read_jsonl(path: Path, id_field: str | None, max_bytes: int) -> Iterator[Pa
             given = next((record[f] for f in fields if record.get(f) not in (None, "")), None)
             text = next((record[f] for f in _TEXT_FIELDS if isinstance(record.get(f), str)), None)
             if text is None:
-                yield RejectedInput(uri, f"line {lineno} has no text field ({'/'.join(_TEXT_FIELDS)})", raw,
-                                    input_id=None if given is None else str(given))
+                yield RejectedInput(
+                    uri,
+                    f"line {lineno} has no text field ({'/'.join(_TEXT_FIELDS)})",
+                    raw,
+                    input_id=None if given is None else str(given),
+                )
                 continue
             doc_id = document_id(uri, None if given is None else str(given))
             title = str(record.get("title") or doc_id)
             extra = {k: v for k, v in record.items() if k not in (*_ID_FIELDS, *_TEXT_FIELDS, "title")}
-            yield ParsedDocument(doc_id, title, text.strip(), uri, "application/json",
-                                 {"line": lineno, **extra})
+            yield ParsedDocument(
+                doc_id, title, text.strip(), uri, "application/json", {"line": lineno, **extra}
+            )

@@ -21,8 +21,12 @@ from pipelines.settings import validate_collection
 
 REGISTRY = "ragline_collections"
 REGISTRY_SCHEMA = pa.schema(
-    [("collection", pa.string()), ("index_table", pa.string()), ("model", pa.string()),
-     ("updated_at", pa.timestamp("us", tz="UTC"))]
+    [
+        ("collection", pa.string()),
+        ("index_table", pa.string()),
+        ("model", pa.string()),
+        ("updated_at", pa.timestamp("us", tz="UTC")),
+    ]
 )
 ANN_MIN_ROWS = 5000  # below this, flat search is exact and fast enough (FACTS.md: 10 ms at 10k rows)
 
@@ -86,7 +90,8 @@ class Store:
             return self.db.open_table(name)
         if schema is None:
             raise CollectionNotFoundError(
-                f"collection {collection!r} has no {kind} table (run `ragline ingest ... -c {collection}` first)"
+                f"collection {collection!r} has no {kind} table "
+                f"(run `ragline ingest ... -c {collection}` first)"
             )
         return self.db.create_table(name, schema=schema, exist_ok=True)
 
@@ -125,8 +130,14 @@ class Store:
     def set_active_index(self, collection: str, table_name: str, model: ModelInfo) -> None:
         reg = self.db.create_table(REGISTRY, schema=REGISTRY_SCHEMA, exist_ok=True)
         row = pa.Table.from_pylist(
-            [{"collection": collection, "index_table": table_name, "model": json.dumps(asdict(model)),
-              "updated_at": datetime.now(UTC)}],
+            [
+                {
+                    "collection": collection,
+                    "index_table": table_name,
+                    "model": json.dumps(asdict(model)),
+                    "updated_at": datetime.now(UTC),
+                }
+            ],
             schema=REGISTRY_SCHEMA,
         )
         self.upsert(reg, row, key="collection")
@@ -136,8 +147,11 @@ class Store:
         validate_collection(collection)
         if REGISTRY in self._names():
             rows = (
-                self.db.open_table(REGISTRY).search().where(f"collection = {sql_str(collection)}")
-                .limit(1).to_list()
+                self.db.open_table(REGISTRY)
+                .search()
+                .where(f"collection = {sql_str(collection)}")
+                .limit(1)
+                .to_list()
             )
             if rows and rows[0]["index_table"] in self._names():
                 return self.db.open_table(rows[0]["index_table"])
@@ -160,8 +174,9 @@ class Store:
             from lancedb.index import IvfHnswSq
 
             partitions = max(1, rows // 4096)
-            table.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
-                               replace=True)
+            table.create_index(
+                "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions), replace=True
+            )
             info["ann"] = {"type": "IVF_HNSW_SQ", "num_partitions": partitions, "distance": "cosine"}
         info["version"] = table.version
         return info

@@ -16,8 +16,12 @@ from rich.table import Table
 from pipelines.environment import configure
 from pipelines.settings import get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-                  help="ragline: documents in, a chat service with sources out.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="ragline: documents in, a chat service with sources out.",
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -100,8 +104,9 @@ def evaluate(collection: Collection = "sample", dataset: Path = Path("."), as_js
 
 
 @app.command()
-def optimize(collection: Collection = "sample", dataset: Path = Path("."), trials: int = 20,
-             as_json: AsJson = False) -> None:
+def optimize(
+    collection: Collection = "sample", dataset: Path = Path("."), trials: int = 20, as_json: AsJson = False
+) -> None:
     """Search RAG configs as nested MLflow runs and promote a champion. [dim](not built yet)[/]"""
     _fail("`ragline optimize` is not built yet (tracked in issue 6: evaluation and optimization)", 2)
 
@@ -171,8 +176,10 @@ def show_answer(body: dict[str, Any]) -> None:
     for i, s in enumerate(body["sources"], start=1):
         out.print(f"  [{i}] {s['title']}  [dim]({s['doc_id']}, score {s['score']:.3f})[/]")
     t = body["timings"]
-    out.print(f"\n[dim]{body['config_version']} · model {body['model']} · retrieval {t['retrieval_ms']} ms · "
-              f"generation {t['generation_ms']} ms · {body['usage']['completion_tokens']} tokens[/]")
+    out.print(
+        f"\n[dim]{body['config_version']} · model {body['model']} · retrieval {t['retrieval_ms']} ms · "
+        f"generation {t['generation_ms']} ms · {body['usage']['completion_tokens']} tokens[/]"
+    )
 
 
 @app.command()
@@ -197,12 +204,16 @@ def demo(
 
     with out.status("[2/4] ingest flow: parse → data contract → chunks (Prefect)"):
         ing = ingest_flow([str(s) for s in sources], collection)
-    out.print(f"[green]✓[/] [2/4] ingest: {ing['inputs']} inputs = {ing['documents']} new/changed + "
-              f"{ing['unchanged']} unchanged + {ing['quarantined']} quarantined → {ing['chunks']} chunks")
+    out.print(
+        f"[green]✓[/] [2/4] ingest: {ing['inputs']} inputs = {ing['documents']} new/changed + "
+        f"{ing['unchanged']} unchanged + {ing['quarantined']} quarantined → {ing['chunks']} chunks"
+    )
     with out.status("[3/4] embed flow: Ray Data actor pool → LanceDB (first run loads the model)"):
         emb = embed_flow(collection)
-    out.print(f"[green]✓[/] [3/4] embed: {emb['embedded']} embedded, {emb['skipped']} already there "
-              f"({emb['rows_per_s']} rows/s) → {emb['table']} v{emb['table_version']}")
+    out.print(
+        f"[green]✓[/] [3/4] embed: {emb['embedded']} embedded, {emb['skipped']} already there "
+        f"({emb['rows_per_s']} rows/s) → {emb['table']} v{emb['table_version']}"
+    )
 
     import httpx
 
@@ -214,7 +225,9 @@ def demo(
         out.print(f"[green]✓[/] [4/4] serving at {url}")
         out.print(f"\n[bold]Question:[/] {question}")
         with out.status("generating the answer on CPU"):
-            r = httpx.post(f"{url}/v1/chat", json={"message": question, "collection": collection}, timeout=300)
+            r = httpx.post(
+                f"{url}/v1/chat", json={"message": question, "collection": collection}, timeout=300
+            )
         if r.status_code != 200:
             _fail(f"chat failed: {r.status_code} {r.text}")
         show_answer(r.json())

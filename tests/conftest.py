@@ -1,0 +1,65 @@
+"""Test set-up: one throwaway data dir per session (LanceDB, Prefect home, Ray temp, model cache),
+set before anything reads the settings. Everything the tests use is real: Prefect's temporary
+server, a local Ray, LanceDB on disk, Great Expectations, and the packaged models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_DATA = Path(tempfile.mkdtemp(prefix="rl-"))  # short: Ray's socket paths live below it
+os.environ["RAGLINE_DATA_DIR"] = str(_DATA)
+os.environ.setdefault("RAGLINE_RAY_NUM_CPUS", "2")
+os.environ.pop("RAY_ADDRESS", None)
+os.environ.pop("PREFECT_API_URL", None)
+
+from pipelines.environment import configure  # noqa: E402
+from pipelines.settings import Settings, get_settings  # noqa: E402
+
+configure(get_settings())
+
+CORPUS = Path(__file__).parent / "data" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from pipelines.embedding import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """A small corpus of real documents: the bundled sample files plus a few test files."""
+    from pipelines.sample import write_sample_corpus
+
+    dest = _DATA / "test-corpus"
+    write_sample_corpus(dest, include_python_reference=False)
+    for f in CORPUS.iterdir():
+        shutil.copy(f, dest / "docs" / f.name)
+    return dest / "docs"
+
+
+@pytest.fixture(scope="session")
+def ray_session(settings: Settings) -> Iterator[None]:
+    from pipelines.ray_runtime import ensure_ray
+
+    ensure_ray(settings)
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_DATA, ignore_errors=True)

@@ -39,7 +39,12 @@ def parse_markdown(text: str, fallback_title: str) -> tuple[str, str]:
 
 
 def parse_plain(text: str, fallback_title: str) -> tuple[str, str]:
-    return fallback_title, text.strip()
+    """A first short line followed by a blank line is the title (and stays in the text)."""
+    body = text.strip()
+    head, sep, _ = body.partition("\n\n")
+    if sep and "\n" not in head and 0 < len(head) <= 120:
+        return head.strip(), body
+    return fallback_title, body
 
 
 class _HTMLText(HTMLParser):

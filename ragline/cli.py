@@ -118,17 +118,33 @@ def up() -> None:
 
 
 @app.command()
-def serve(config: Annotated[Path | None, typer.Option(help="YAML/TOML settings file")] = None) -> None:
+def serve(
+    config: Annotated[
+        Path | None, typer.Option(help="Serve config file, e.g. deployments/serve-local.yaml")
+    ] = None,
+) -> None:
     """Run the Ray Serve application (default http://127.0.0.1:8000) until stopped with Ctrl-C."""
-    if config is not None:
-        import os
-
-        os.environ["RAGLINE_CONFIG_FILE"] = str(config)
-        get_settings.cache_clear()
     settings = _setup()
     from serving import runner
+    from serving.config import load_serve_config
 
-    url = runner.start(settings)
+    overrides: dict[str, dict[str, Any]] = {}
+    if config is not None:
+        if not config.is_file():
+            _fail(f"config file {config} does not exist", 2)
+        try:
+            cfg = load_serve_config(config)
+            settings = settings.model_validate(
+                {
+                    **settings.model_dump(),
+                    **cfg.args,
+                    **{k: v for k, v in (("host", cfg.host), ("port", cfg.port)) if v},
+                }
+            )
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        overrides = cfg.deployments
+    url = runner.start(settings, overrides)
     out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
     stopping = {"now": False}
 

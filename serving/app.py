@@ -5,8 +5,8 @@ evaluation and in notebooks. `build_app(settings)` composes the graph; `app_buil
 entry point for Serve config files (`import_path: serving.app:app_builder`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Serve ships the ingress class to replicas by value,
+# and FastAPI must see the real body types, not strings it cannot resolve there.
 import asyncio
 import time
 import uuid
@@ -306,12 +306,19 @@ class ChatIngress:
         return {"status": "ready", "collection": collection, "index": index, "generator": generator}
 
 
-def build_app(settings: Settings) -> serve.Application:
+def build_app(settings: Settings, overrides: dict[str, dict[str, Any]] | None = None) -> serve.Application:
+    """The graph; `overrides` maps a deployment name to its options (replicas, resources, autoscaling)."""
     portable = settings.portable()
-    return ChatIngress.bind(
-        QueryEmbedder.bind(portable),
-        RetrieverService.bind(portable),
-        GeneratorService.bind(portable),
+    overrides = overrides or {}
+
+    def bind(deployment: Any, *args: Any) -> Any:
+        return deployment.options(**overrides.get(deployment.name, {})).bind(*args)
+
+    return bind(
+        ChatIngress,
+        bind(QueryEmbedder, portable),
+        bind(RetrieverService, portable),
+        bind(GeneratorService, portable),
         portable,
     )
 

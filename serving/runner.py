@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 
@@ -12,15 +13,15 @@ from pipelines.settings import Settings
 APP_NAME = "ragline"
 
 
-def start(settings: Settings) -> str:
+def start(settings: Settings, overrides: dict[str, dict[str, Any]] | None = None) -> str:
     """Deploy the app and wait until every replica is up; returns the base URL."""
     from ray import serve
 
     from serving.app import build_app
 
     ensure_ray(settings)
-    serve.start(http_options={"host": settings.host, "port": settings.port}, detached=False)
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_app(settings, overrides), name=APP_NAME, route_prefix="/", blocking=False)
     url = f"http://{settings.host}:{settings.port}"
     wait_healthy(url)
     return url

@@ -61,5 +61,14 @@ def ray_session(settings: Settings) -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_server() -> Iterator[None]:
+    """Stop Prefect's temporary server while pytest's output is still open (not at exit)."""
+    yield
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_DATA, ignore_errors=True)

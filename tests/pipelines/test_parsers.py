@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.parsers import ParseError, decode_text, parse_html, parse_markdown
+from pipelines.parsers import ParseError, decode_text, parse_html, parse_markdown, parse_plain
 from pipelines.sources import read_sources
 
 
@@ -20,6 +20,11 @@ def test_html_keeps_title_and_text_and_drops_scripts_and_styles() -> None:
 def test_markdown_title_is_first_heading() -> None:
     assert parse_markdown("intro\n\n## Sub heading\n\ntext", "file")[0] == "Sub heading"
     assert parse_markdown("no heading here", "file")[0] == "file"
+
+
+def test_plain_text_title_is_a_short_first_line() -> None:
+    assert parse_plain("How tea is made\n\nGreen and black tea...", "file")[0] == "How tea is made"
+    assert parse_plain("just one paragraph\nof text", "file")[0] == "file"
 
 
 def test_binary_and_invalid_utf8_are_parse_errors() -> None:

@@ -92,7 +92,9 @@ class LocalGenerator:
         max_tokens, temperature = clamp_sampling(max_tokens, temperature)
         kw: dict[str, Any] = {
             "max_new_tokens": max_tokens,
-            "repetition_penalty": 1.15,
+            # No repetition_penalty: HF applies it to the prompt's tokens too, which punishes
+            # copying from the sources. An n-gram block stops loops without that cost.
+            "no_repeat_ngram_size": 6,
             "pad_token_id": self.tokenizer.eos_token_id,
         }
         if temperature > 0:

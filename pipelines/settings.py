@@ -73,9 +73,9 @@ class Settings(BaseSettings):
     generator_model: str | None = None  # a local folder; None = the packaged SmolLM2-135M-Instruct
     openai_base_url: str | None = None
     openai_api_key: str | None = None
-    max_new_tokens: int = 160
+    max_new_tokens: int = 120
     temperature: float = 0.0
-    context_tokens: int = 1200
+    context_tokens: int = 600  # small models stay grounded with fewer, shorter sources
 
     # serving
     host: str = "127.0.0.1"

@@ -8,6 +8,10 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _roots() -> list[Path]:
@@ -37,3 +41,32 @@ def passages(n: int, min_chars: int = 80, max_chars: int | None = None) -> list[
             return out
     print(f"only {len(out)} passages found (asked for {n})", file=sys.stderr)
     return out
+
+
+def chunk_frame(texts: list[str], prefix: str = "c") -> pl.DataFrame:
+    """Texts as rows of a collection's chunks table (one chunk per document), for embedding runs."""
+    import polars as pl
+
+    from pipelines.ids import content_hash
+
+    n = len(texts)
+    return pl.DataFrame(
+        {
+            "id": [f"{prefix}{i}" for i in range(n)],
+            "doc_id": [f"{prefix}d{i}" for i in range(n)],
+            "doc_hash": [content_hash(t) for t in texts],
+            "title": [f"passage {i}" for i in range(n)],
+            "text": texts,
+            "chunk_index": [0] * n,
+            "token_count": [1] * n,
+            "char_count": [len(t) for t in texts],
+            "char_start": [0] * n,
+            "source_uri": ["benchmark"] * n,
+        },
+        schema_overrides={
+            "chunk_index": pl.Int32,
+            "token_count": pl.Int32,
+            "char_count": pl.Int32,
+            "char_start": pl.Int32,
+        },
+    )

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.corpus import passages
+from benchmarks.corpus import chunk_frame, passages
 
 V100_PUBLISHED = 14_200  # sentences/s, all-MiniLM-L6-v2 on a V100 (sbert.net model table)
 
@@ -71,35 +71,13 @@ def breakdown(texts: list[str], model: str, device: str, batch_size: int) -> tup
 
 def pipeline(texts: list[str], model: str | None, actors: int, batch_size: int) -> tuple[float, float]:
     """(warm rows/s between the first and the last written batch, cold rows/s including start-up)."""
-    import polars as pl
-
     from pipelines import ingest
     from pipelines.embedding import embed_collection
-    from pipelines.ids import content_hash
     from pipelines.store import Store
 
     store = Store(tempfile.mkdtemp(prefix="rl-bench-"))
     collection = f"bench{actors}"
-    chunks = pl.DataFrame(
-        {
-            "id": [f"c{i}" for i in range(len(texts))],
-            "doc_id": [f"d{i}" for i in range(len(texts))],
-            "doc_hash": [content_hash(t) for t in texts],
-            "title": ["t"] * len(texts),
-            "text": texts,
-            "chunk_index": [0] * len(texts),
-            "token_count": [1] * len(texts),
-            "char_count": [len(t) for t in texts],
-            "char_start": [0] * len(texts),
-            "source_uri": ["bench"] * len(texts),
-        },
-        schema_overrides={
-            "chunk_index": pl.Int32,
-            "token_count": pl.Int32,
-            "char_count": pl.Int32,
-            "char_start": pl.Int32,
-        },
-    )
+    chunks = chunk_frame(texts)
     ingest.write_chunks(store, collection, [], chunks)
     marks: list[tuple[float, int]] = []
     start = time.perf_counter()

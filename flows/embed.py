@@ -35,6 +35,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         device=settings.embed_device,
         batch_size=settings.embed_batch_size,
         actors=settings.embed_actors,
+        gpus_per_actor=settings.embed_gpus_per_actor,
         on_progress=on_progress,
     )
     update_progress_artifact(progress, 100.0)

@@ -137,6 +137,7 @@ def embed_collection(
     device: str = "auto",
     batch_size: int = 64,
     actors: int = 1,
+    gpus_per_actor: float = 1.0,
     write_every: int = 256,
     on_progress: Progress | None = None,
 ) -> EmbedResult:
@@ -179,7 +180,7 @@ def embed_collection(
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=per_actor_cpus,
-            num_gpus=1 if gpus else 0,
+            num_gpus=gpus_per_actor if gpus else 0,
         )
         pending: list[pa.Table] = []
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):

@@ -71,6 +71,7 @@ def breakdown(texts: list[str], model: str, device: str, batch_size: int) -> tup
 
 def pipeline(texts: list[str], model: str | None, actors: int, batch_size: int) -> tuple[float, float]:
     """(warm rows/s between the first and the last written batch, cold rows/s including start-up)."""
+    from data_contracts import check_index_rows
     from pipelines import ingest
     from pipelines.embedding import embed_collection
     from pipelines.store import Store
@@ -89,6 +90,7 @@ def pipeline(texts: list[str], model: str | None, actors: int, batch_size: int) 
         actors=actors,
         write_every=256,
         on_progress=lambda done, total: marks.append((time.perf_counter(), done)),
+        check=check_index_rows,  # as the embed flow does
     )
     total = time.perf_counter() - start
     assert result.embedded == len(texts), result

@@ -1,7 +1,22 @@
 """Data contracts: one Great Expectations suite per table, as code, and the validate-and-quarantine
 step that sends every failing row to the collection's quarantine table with its reasons."""
 
-from data_contracts.suites import chunks_suite, documents_suite
-from data_contracts.validate import ContractResult, validate
+from data_contracts.suites import (
+    chunks_suite,
+    documents_suite,
+    eval_qrels_suite,
+    eval_queries_suite,
+    index_rows_suite,
+)
+from data_contracts.validate import ContractResult, check_index_rows, validate
 
-__all__ = ["ContractResult", "chunks_suite", "documents_suite", "validate"]
+__all__ = [
+    "ContractResult",
+    "check_index_rows",
+    "chunks_suite",
+    "documents_suite",
+    "eval_qrels_suite",
+    "eval_queries_suite",
+    "index_rows_suite",
+    "validate",
+]

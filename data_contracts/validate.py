@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import great_expectations as gx
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from data_contracts.context import gx_context
 
@@ -125,3 +127,32 @@ def _with_reasons(df: pl.DataFrame, reasons: dict[int, list[tuple[str, str]]]) -
             dtype=pl.List(pl.String),
         ),
     )
+
+
+def check_index_rows(batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The index-rows contract as an embedding batch check: (rows to write, rejected rows with
+    `reason` and `failed_expectations`)."""
+    from data_contracts.suites import index_rows_suite
+
+    vectors = batch.column("vector").combine_chunks()
+    dim = vectors.type.list_size
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    frame = pl.DataFrame(
+        {
+            "id": batch.column("id").to_pylist(),
+            "text": batch.column("text").to_pylist(),
+            "norm": np.linalg.norm(flat, axis=1).astype(np.float64),
+        }
+    )
+    frame = frame.with_columns(pl.col("norm").fill_nan(None))  # NaN vectors fail as null norms
+    result = validate(frame.with_row_index("_row"), index_rows_suite())
+    bad_rows = result.rejected["_row"].to_list()
+    keep = np.ones(batch.num_rows, dtype=bool)
+    keep[bad_rows] = False
+    rejected = batch.filter(pa.array(~keep))
+    rejected = rejected.append_column("reason", pa.array(result.rejected["reason"].to_list(), pa.string()))
+    rejected = rejected.append_column(
+        "failed_expectations",
+        pa.array(result.rejected["failed_expectations"].to_list(), pa.list_(pa.string())),
+    )
+    return batch.filter(pa.array(keep)), rejected

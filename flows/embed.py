@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from data_contracts import check_index_rows
 from pipelines.embedding import embed_collection
+from pipelines.ingest import quarantine_frame, write_quarantine
 from pipelines.ray_runtime import ensure_ray
 from pipelines.settings import get_settings, validate_collection
 from pipelines.store import Store
@@ -28,8 +31,9 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         update_progress_artifact(progress, 100.0 * done / max(1, total))
         log.info("embedded %d / %d chunks", done, total)
 
+    store = Store(settings.lancedb_location)
     result = embed_collection(
-        Store(settings.lancedb_location),
+        store,
         collection,
         model_path=model or settings.embedding_model,
         device=settings.embed_device,
@@ -37,7 +41,13 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         actors=settings.embed_actors,
         gpus_per_actor=settings.embed_gpus_per_actor,
         on_progress=on_progress,
+        check=check_index_rows,
     )
+    if result.rejected is not None and result.rejected.num_rows:
+        rows = pl.from_arrow(result.rejected.drop_columns(["vector"]))
+        assert isinstance(rows, pl.DataFrame)
+        write_quarantine(store, collection, quarantine_frame(rows, "index", str(flow_run.id or "local")))
+        log.warning("quarantined %d index rows that broke the index-rows contract", result.rejected.num_rows)
     update_progress_artifact(progress, 100.0)
     return {
         "collection": collection,
@@ -45,6 +55,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         "embedded": result.embedded,
         "skipped": result.skipped,
         "deleted": result.deleted,
+        "quarantined": result.quarantined,
         "rows_per_s": result.rows_per_s,
         "table": result.table,
         "table_version": result.table_version,

@@ -15,8 +15,9 @@ from data_contracts import ContractResult, chunks_suite, documents_suite, valida
 from pipelines import ingest as lib
 from pipelines.chunking import Chunker, ChunkingConfig
 from pipelines.embedding import resolve_embedding_model
+from pipelines.features import add_document_features
 from pipelines.settings import get_settings, validate_collection
-from pipelines.sources import SourceBatch, read_sources
+from pipelines.sources import ReadOptions, SourceBatch, read_sources, source_root_uri
 from pipelines.store import Store
 
 
@@ -29,6 +30,9 @@ class IngestSummary:
     quarantined: int
     chunks: int
     chunks_quarantined: int
+    pii_found: int
+    near_duplicates: int
+    pruned: int
     flow_run_id: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -36,8 +40,8 @@ class IngestSummary:
 
 
 @task(name="parse-sources", cache_policy=NO_CACHE)
-def parse_sources(sources: list[str], fmt: str, max_bytes: int) -> SourceBatch:
-    batch = read_sources(sources, fmt=fmt, max_bytes=max_bytes)  # type: ignore[arg-type]
+def parse_sources(sources: list[str], options: ReadOptions) -> SourceBatch:
+    batch = read_sources(sources, options=options)
     get_run_logger().info(
         "read %d inputs: %d parsed, %d rejected", batch.inputs, len(batch.documents), len(batch.rejected)
     )
@@ -47,6 +51,11 @@ def parse_sources(sources: list[str], fmt: str, max_bytes: int) -> SourceBatch:
 @task(name="validate-documents", cache_policy=NO_CACHE)
 def validate_documents(batch: SourceBatch, max_chars: int) -> ContractResult:
     return validate(lib.documents_frame(batch.documents), documents_suite(max_chars))
+
+
+@task(name="document-features", cache_policy=NO_CACHE)
+def document_features(docs: pl.DataFrame, redact_pii: bool) -> pl.DataFrame:
+    return add_document_features(docs, redact_pii=redact_pii)
 
 
 @task(name="chunk-documents", cache_policy=NO_CACHE)
@@ -66,16 +75,36 @@ def write_collection(
 
 
 @flow(name="ingest", log_prints=True)
-def ingest_flow(sources: list[str], collection: str, format: str = "auto") -> dict[str, Any]:
-    """Validated ingestion and chunking of SOURCES into COLLECTION; every input is accounted for."""
+def ingest_flow(
+    sources: list[str],
+    collection: str,
+    format: str = "auto",
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    fields: dict[str, str] | None = None,
+    prune: bool = False,
+) -> dict[str, Any]:
+    """Validated ingestion and chunking of SOURCES into COLLECTION; every input is accounted for.
+
+    include/exclude: globs for files in folders; fields: JSONL field names ({"text": "body"});
+    prune: delete stored documents from these sources that are no longer there.
+    """
     settings = get_settings()
     validate_collection(collection)
     run_id = str(flow_run.id or "local")
     store = Store(settings.lancedb_location)
 
-    batch = parse_sources(sources, format, settings.max_document_bytes)
+    options = ReadOptions(
+        fmt=format,  # type: ignore[arg-type]
+        max_bytes=settings.max_document_bytes,
+        include=tuple(include or ()),
+        exclude=tuple(exclude or ()),
+        fields=tuple(sorted((fields or {}).items())),
+    )
+    batch = parse_sources(sources, options)
     doc_check = validate_documents(batch, settings.max_document_bytes)
     changed, unchanged = lib.split_unchanged(store, collection, doc_check.valid)
+    changed = document_features(changed, settings.redact_pii)
     cfg = ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap, settings.min_chunk_tokens)
     chunk_check = chunk_documents(changed, settings.embedding_model, cfg)
     # A document whose chunks break the contract is kept, its bad chunks quarantined.
@@ -87,6 +116,10 @@ def ingest_flow(sources: list[str], collection: str, format: str = "auto") -> di
         ]
     )
     write_collection(collection, changed, chunk_check.valid, quarantine)
+    pruned = 0
+    if prune:
+        seen = {d.id for d in batch.documents} | {r.input_id for r in batch.rejected if r.input_id}
+        pruned = lib.prune_missing(store, collection, [source_root_uri(s) for s in sources], seen)
 
     summary = IngestSummary(
         collection=collection,
@@ -96,6 +129,9 @@ def ingest_flow(sources: list[str], collection: str, format: str = "auto") -> di
         quarantined=len(batch.rejected) + doc_check.rejected.height,
         chunks=chunk_check.valid.height,
         chunks_quarantined=chunk_check.rejected.height,
+        pii_found=int(changed["pii_found"].sum() or 0) if changed.height else 0,
+        near_duplicates=int(changed["near_duplicate_of"].is_not_null().sum()) if changed.height else 0,
+        pruned=pruned,
         flow_run_id=run_id,
     )
     assert summary.inputs == summary.documents + summary.unchanged + summary.quarantined, summary

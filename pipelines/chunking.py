@@ -1,8 +1,10 @@
-"""Token-aware chunking with overlap, vectorised with polars.
+"""Token-aware chunking with overlap that prefers paragraph and heading boundaries, in polars.
 
 Tokens are counted in the embedding model's own tokenizer, so a chunk never exceeds what the
-encoder reads. Each token is assigned to the one or two overlapping windows that contain it, and
-windows become chunks by a group-by on (document, window): no per-row Python loop on the data.
+encoder reads. Window starts are laid out every `step` tokens and moved forward to a paragraph or
+heading start when one is within `slack` tokens; each window ends `overlap` tokens after the next
+window's start. So chunks cover every token, overlap, never exceed `chunk_tokens`, and mostly begin
+at a paragraph. Heading path and PDF page come from as-of joins. No per-row Python loop on the data.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from tokenizers import Tokenizer
 
 from pipelines.ids import chunk_id
 
+PAGE_BREAK = "\f"  # parsers put a form feed between PDF pages
+MAX_HEADING_LEVEL = 6
+
 
 @dataclass(frozen=True)
 class ChunkingConfig:
@@ -26,12 +31,17 @@ class ChunkingConfig:
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
             raise ValueError(f"chunk_tokens must be >= 16, got {self.chunk_tokens}")
-        if not 0 <= self.overlap < self.chunk_tokens:
-            raise ValueError(f"overlap must be in [0, chunk_tokens), got {self.overlap}")
+        if not 0 <= self.overlap < self.chunk_tokens // 2:
+            raise ValueError(f"overlap must be in [0, chunk_tokens / 2), got {self.overlap}")
+
+    @property
+    def slack(self) -> int:
+        """How far (in tokens) a window start may move forward to reach a paragraph start."""
+        return self.chunk_tokens // 10
 
     @property
     def step(self) -> int:
-        return self.chunk_tokens - self.overlap
+        return self.chunk_tokens - self.overlap - self.slack
 
 
 class Chunker:
@@ -57,49 +67,90 @@ class Chunker:
         lengths = np.fromiter((len(e.offsets) for e in encodings), dtype=np.int64, count=len(encodings))
         flat = np.array([o for e in encodings for o in e.offsets], dtype=np.int64).reshape(-1, 2)
         doc_row = np.repeat(np.arange(len(texts)), lengths)
-        starts_of_doc = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else lengths
-        tok = np.arange(len(flat)) - np.repeat(starts_of_doc, lengths)
+        first = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else lengths
+        tok = np.arange(len(flat)) - np.repeat(first, lengths)
         return pl.DataFrame({"doc_row": doc_row, "tok": tok, "start": flat[:, 0], "end": flat[:, 1]})
 
     def chunk(self, documents: pl.DataFrame) -> pl.DataFrame:
         cfg = self.config
         docs = documents.select("id", "title", "text", "content_hash", "source_uri").with_row_index("doc_row")
-        if docs.is_empty():
-            return _empty_chunks()
+        docs = docs.with_columns(pl.col("doc_row").cast(pl.Int64))
         tokens = self.token_offsets(docs["text"].to_list())
-        step, size = cfg.step, cfg.chunk_tokens
-        # window w spans tokens [w*step, w*step + size): a token is in window t//step, and also in
-        # the previous window when it falls inside that window's overlap tail.
-        primary = tokens.with_columns(window=pl.col("tok") // step)
-        secondary = primary.filter(
-            (pl.col("window") > 0) & (pl.col("tok") % step < size - step)
-        ).with_columns(window=pl.col("window") - 1)
+        if tokens.is_empty():
+            return _empty_chunks()
+        lines = _lines(docs)
+        n_tokens = tokens.group_by("doc_row").agg(n=pl.len())
+        # Paragraph starts as token indexes: the first token at or after each paragraph's first char.
+        para = (
+            lines.filter(pl.col("para_start"))
+            .select("doc_row", pl.col("line_start").alias("start"))
+            .sort("doc_row", "start")
+            .join_asof(
+                tokens.sort("doc_row", "start"),
+                on="start",
+                by="doc_row",
+                strategy="forward",
+                check_sortedness=False,
+            )
+            .drop_nulls("tok")
+            .select("doc_row", pl.col("tok").alias("para_tok"))
+            .unique()
+            .sort("doc_row", "para_tok")
+        )
+        nominal = (
+            n_tokens.with_columns(s=pl.int_ranges(0, pl.col("n"), cfg.step)).explode("s").sort("doc_row", "s")
+        )
         windows = (
-            pl.concat([primary, secondary])
-            .group_by("doc_row", "window")
-            .agg(
-                char_start=pl.col("start").min(),
-                char_end=pl.col("end").max(),
-                token_count=pl.len(),
-                first_tok=pl.col("tok").min(),
+            nominal.join_asof(
+                para,
+                left_on="s",
+                right_on="para_tok",
+                by="doc_row",
+                strategy="forward",
+                tolerance=cfg.slack,
+                check_sortedness=False,
+            )
+            .with_columns(first=pl.when(pl.col("s") == 0).then(0).otherwise(pl.coalesce("para_tok", "s")))
+            .with_columns(
+                last=pl.min_horizontal(
+                    pl.col("first").shift(-1).over("doc_row") + cfg.overlap, pl.col("n")
+                ).fill_null(pl.col("n"))
+            )
+            .filter((pl.col("s") == 0) | (pl.col("first") + cfg.overlap < pl.col("n")))
+            .with_columns(
+                last=pl.when(pl.col("first").shift(-1).over("doc_row").is_null())
+                .then(pl.col("n"))
+                .otherwise(pl.col("last"))
             )
         )
-        # Drop a trailing window that only repeats the previous window's overlap.
-        last = tokens.group_by("doc_row").agg(n_tokens=pl.len())
-        windows = (
-            windows.join(last, on="doc_row")
-            .filter(
-                (pl.col("window") == 0)
-                | (pl.col("first_tok") + cfg.overlap < pl.col("n_tokens"))
-                | (cfg.overlap == 0)
+        ends = tokens.select("doc_row", pl.col("tok").alias("last_tok"), pl.col("end").alias("char_end"))
+        spans = (
+            windows.join(
+                tokens.select("doc_row", pl.col("tok").alias("first"), pl.col("start").alias("char_start")),
+                on=["doc_row", "first"],
             )
-            .sort("doc_row", "window")
+            .with_columns(last_tok=pl.col("last") - 1)
+            .join(ends, on=["doc_row", "last_tok"])
+            .with_columns(token_count=(pl.col("last") - pl.col("first")).cast(pl.Int32))
+            .sort("doc_row", "first")
         )
-        chunks = windows.join(docs, on="doc_row").with_columns(
-            text=pl.col("text").str.slice(pl.col("char_start"), pl.col("char_end") - pl.col("char_start")),
+        chunks = spans.join(docs, on="doc_row").with_columns(
+            pl.col("text")
+            .str.slice(pl.col("char_start"), pl.col("char_end") - pl.col("char_start"))
+            .alias("chunk"),
+            (
+                pl.col("text").str.slice(0, pl.col("char_start")).str.count_matches(PAGE_BREAK, literal=True)
+                + 1
+            )
+            .cast(pl.Int32)
+            .alias("page_no"),
+            pl.col("text").str.contains(PAGE_BREAK, literal=True).alias("paged"),
+            (pl.col("first").rank("ordinal").over("doc_row").cast(pl.Int32) - 1).alias("chunk_index"),
         )
-        chunks = chunks.with_columns(
-            chunk_index=pl.col("window").rank("ordinal").over("doc_row").cast(pl.Int32) - 1,
+        chunks = chunks.join(
+            _heading_paths(lines, chunks.select("doc_row", "char_start")),
+            on=["doc_row", "char_start"],
+            how="left",
         )
         ids = [
             chunk_id(d, h, i)
@@ -110,13 +161,64 @@ class Chunker:
             pl.col("id").alias("doc_id"),
             pl.col("content_hash").alias("doc_hash"),
             "title",
-            "text",
+            pl.col("chunk").str.replace_all(PAGE_BREAK, "\n", literal=True).alias("text"),
             "chunk_index",
-            pl.col("token_count").cast(pl.Int32),
-            pl.col("text").str.len_chars().cast(pl.Int32).alias("char_count"),
+            "token_count",
+            pl.col("chunk").str.len_chars().cast(pl.Int32).alias("char_count"),
             pl.col("char_start").cast(pl.Int32),
             "source_uri",
+            pl.col("heading").fill_null(""),
+            pl.when(pl.col("paged")).then(pl.col("page_no")).otherwise(None).cast(pl.Int32).alias("page"),
         )
+
+
+def _lines(docs: pl.DataFrame) -> pl.DataFrame:
+    """One row per line: where it starts, whether it starts a paragraph, its heading level and text."""
+    lines = (
+        docs.select("doc_row", pl.col("text").str.split("\n").alias("line"))
+        .explode("line")
+        .with_columns(length=pl.col("line").str.len_chars() + 1)
+        .with_columns(line_start=(pl.col("length").cum_sum() - pl.col("length")).over("doc_row"))
+        .with_columns(
+            blank=pl.col("line").str.strip_chars().str.len_chars() == 0,
+            level=pl.col("line").str.extract(r"^(#{1,6})\s+\S", 1).str.len_chars(),
+        )
+    )
+    prev_blank = pl.col("blank").shift(1).over("doc_row").fill_null(True)
+    return lines.with_columns(
+        para_start=~pl.col("blank") & (prev_blank | pl.col("level").is_not_null()),
+        heading=pl.col("line").str.replace(r"^#{1,6}\s+", "").str.replace(r"\s*#*\s*$", ""),
+    )
+
+
+def _heading_paths(lines: pl.DataFrame, starts: pl.DataFrame) -> pl.DataFrame:
+    """For each (doc_row, char_start): "H1 > H2 > ..." of the headings in force at that point."""
+    out = starts.unique().sort("doc_row", "char_start")
+    headings = lines.filter(pl.col("level").is_not_null()).select("doc_row", "line_start", "level", "heading")
+    for level in range(1, MAX_HEADING_LEVEL + 1):
+        at = (
+            headings.filter(pl.col("level") == level)
+            .drop("level")
+            .sort("doc_row", "line_start")
+            .rename({"line_start": f"p{level}", "heading": f"h{level}"})
+        )
+        out = out.join_asof(
+            at,
+            left_on="char_start",
+            right_on=f"p{level}",
+            by="doc_row",
+            strategy="backward",
+            check_sortedness=False,
+        )
+    # A heading belongs to the path only if no higher-level heading came after it.
+    parts = []
+    for level in range(1, MAX_HEADING_LEVEL + 1):
+        higher = [pl.col(f"p{k}") for k in range(1, level)]
+        newest_higher = pl.max_horizontal(higher).fill_null(-1) if higher else pl.lit(-1)
+        parts.append(pl.when(pl.col(f"p{level}") > newest_higher).then(pl.col(f"h{level}")))
+    return out.select(
+        "doc_row", "char_start", pl.concat_list(parts).list.drop_nulls().list.join(" > ").alias("heading")
+    )
 
 
 def _empty_chunks() -> pl.DataFrame:

@@ -120,6 +120,11 @@ class EmbedResult:
     table: str
     table_version: int
     indexes: dict[str, Any]
+    rejected: pa.Table | None = None  # rows the batch check refused, with their vectors
+
+    @property
+    def quarantined(self) -> int:
+        return self.rejected.num_rows if self.rejected is not None else 0
 
     @property
     def rows_per_s(self) -> float:
@@ -127,6 +132,9 @@ class EmbedResult:
 
 
 Progress = Callable[[int, int], None]
+# Takes a batch of index rows, returns (rows to write, rows rejected); the flow passes the
+# index-rows data contract here, so the library needs no contract code.
+BatchCheck = Callable[[pa.Table], tuple[pa.Table, pa.Table]]
 
 
 def embed_collection(
@@ -140,11 +148,14 @@ def embed_collection(
     gpus_per_actor: float = 1.0,
     write_every: int = 256,
     on_progress: Progress | None = None,
+    check: BatchCheck | None = None,
 ) -> EmbedResult:
     """Embed the chunks that have no vector for this model yet; delete vectors of removed chunks.
 
-    Each written batch is an upsert keyed by chunk id, so a run killed half-way and started again
-    embeds only what is missing and never duplicates a row.
+    Vectors are written in batches as they stream back; each write is one atomic commit of rows
+    that were absent when the run started, so a run killed half-way and started again embeds only
+    what is missing and never duplicates a row. Rows that `check` rejects are not written and are
+    returned in `EmbedResult.rejected` (the flow quarantines them).
     """
     import ray
 
@@ -157,17 +168,35 @@ def embed_collection(
     have = index.to_arrow().column("id") if index.count_rows() else pa.array([], pa.string())
     todo = chunks.filter(pc.invert(pc.is_in(chunks.column("id"), value_set=have)))
     stale = pc.filter(have, pc.invert(pc.is_in(have, value_set=chunks.column("id")))).to_pylist()
-    if stale:
-        for i in range(0, len(stale), 500):
-            index.delete(sql_in("id", stale[i : i + 500]))
+    for i in range(0, len(stale), 500):
+        index.delete(sql_in("id", stale[i : i + 500]))
 
     started = time.perf_counter()
-    done = 0
+    written = 0
+    rejected: list[pa.Table] = []
+
+    def flush(pending: list[pa.Table]) -> None:
+        nonlocal written
+        if not pending:
+            return
+        table = pa.concat_tables(pending)
+        pending.clear()
+        if check is not None:
+            table, bad = check(table)
+            rejected.append(bad)
+        if table.num_rows:
+            index.add(table.cast(index.schema))
+            written += table.num_rows
+
+    def processed() -> int:
+        return written + sum(t.num_rows for t in rejected)
+
     if todo.num_rows:
         gpus = cluster_gpus() if device in ("auto", "cuda") else 0
-        per_actor_cpus = max(1, cluster_cpus() // max(1, actors)) if not gpus else 1
         # Several blocks, so that vectors stream back (and get written) while the rest is embedded.
         blocks = [todo.slice(i, write_every) for i in range(0, todo.num_rows, write_every)]
+        actors = max(1, min(actors, len(blocks)))  # a small run starts one actor, not a pool
+        per_actor_cpus = 1 if gpus else max(1, cluster_cpus() // actors)
         ds = ray.data.from_arrow(blocks).map_batches(
             EmbedBatch,
             fn_constructor_kwargs={
@@ -186,37 +215,28 @@ def embed_collection(
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             pending.append(batch)
             if sum(b.num_rows for b in pending) >= write_every:
-                done += _flush(index, pending)
+                flush(pending)
                 if on_progress:
-                    on_progress(done, todo.num_rows)
-        done += _flush(index, pending)
+                    on_progress(processed(), todo.num_rows)
+        flush(pending)
         if on_progress:
-            on_progress(done, todo.num_rows)
+            on_progress(processed(), todo.num_rows)
     seconds = time.perf_counter() - started
-    indexes = (
-        store.build_indexes(index) if (done or stale or not _has_fts(index)) else {"rows": index.count_rows()}
-    )
+    rebuild = written or stale or not _has_fts(index)
+    indexes = store.build_indexes(index) if rebuild else {"rows": index.count_rows()}
     store.set_active_index(collection, index.name, info)
     return EmbedResult(
-        collection,
-        info.name,
-        done,
-        chunks.num_rows - todo.num_rows,
-        len(stale),
-        seconds,
-        index.name,
-        index.version,
-        indexes,
+        collection=collection,
+        model=info.name,
+        embedded=written,
+        skipped=chunks.num_rows - todo.num_rows,
+        deleted=len(stale),
+        seconds=seconds,
+        table=index.name,
+        table_version=index.version,
+        indexes=indexes,
+        rejected=pa.concat_tables(rejected) if rejected else None,
     )
-
-
-def _flush(index: Any, pending: list[pa.Table]) -> int:
-    if not pending:
-        return 0
-    table = pa.concat_tables(pending)
-    Store.upsert(index, table.cast(index.schema))
-    pending.clear()
-    return table.num_rows
 
 
 def _has_fts(index: Any) -> bool:

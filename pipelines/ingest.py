@@ -57,7 +57,9 @@ def write_chunks(store: Store, collection: str, doc_ids: list[str], chunks: pl.D
 
 
 def write_documents(store: Store, collection: str, docs: pl.DataFrame) -> None:
-    Store.upsert(store.documents(collection), docs.to_arrow().cast(schemas.DOCUMENTS))
+    Store.upsert(
+        store.documents(collection), docs.to_arrow().select(schemas.DOCUMENTS.names).cast(schemas.DOCUMENTS)
+    )
 
 
 def quarantine_frame(rejected: pl.DataFrame, table: str, run_id: str) -> pl.DataFrame:
@@ -119,3 +121,25 @@ def _qrow(
 
 def _qframe(rows: list[dict[str, object]]) -> pl.DataFrame:
     return pl.from_arrow(pa.Table.from_pylist(rows, schema=schemas.QUARANTINE))  # type: ignore[return-value]
+
+
+def prune_missing(store: Store, collection: str, roots: list[str], seen: set[str]) -> int:
+    """Delete stored documents (and their chunks) that came from ROOTS but were not seen this run.
+
+    Their vectors go at the next embed run, which drops vectors of chunks that no longer exist.
+    """
+    if not store.has(collection, "documents"):
+        return 0
+    stored = pl.from_arrow(store.documents(collection).to_arrow().select(["id", "source_uri"]))
+    assert isinstance(stored, pl.DataFrame)
+    under = (
+        pl.any_horizontal([pl.col("source_uri").str.starts_with(r) for r in roots])
+        if roots
+        else pl.lit(False)
+    )
+    gone = stored.filter(under & ~pl.col("id").is_in(list(seen)))["id"].to_list()
+    for i in range(0, len(gone), 500):
+        batch = gone[i : i + 500]
+        store.chunks(collection).delete(sql_in("doc_id", batch))
+        store.documents(collection).delete(sql_in("id", batch))
+    return len(gone)

@@ -13,8 +13,10 @@ MIME_BY_SUFFIX = {
     ".html": "text/html",
     ".htm": "text/html",
     ".jsonl": "application/jsonl",
+    ".pdf": "application/pdf",
 }
 TEXT_MIME_TYPES = frozenset(MIME_BY_SUFFIX.values()) - {"application/jsonl"} | {"application/json"}
+BINARY_MIME_TYPES = frozenset({"application/pdf"})  # parsed from bytes, not decoded as text
 
 
 class ParseError(ValueError):
@@ -88,6 +90,8 @@ class _HTMLText(HTMLParser):
             self._skip += 1
         if tag in self._BLOCK:
             self.parts.append("\n\n")
+        if not self._skip and len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
+            self.parts.append("#" * int(tag[1]) + " ")  # keep headings, as Markdown, for heading paths
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
@@ -113,6 +117,25 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, str]:
     body = re.sub(r"\n\s*\n(\s*\n)*", "\n\n", body).strip()
     title = " ".join("".join(parser.title_parts).split()) or fallback_title
     return title, body
+
+
+def parse_pdf(data: bytes, fallback_title: str) -> tuple[str, str, int]:
+    """(title, text, pages): the text layer, pages separated by a form feed (the chunker reads
+    page numbers from them). A PDF without a text layer (a scan) is an error, not an empty document."""
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [(p.extract_text() or "").strip() for p in reader.pages]
+        title = (reader.metadata.title if reader.metadata else None) or fallback_title
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise ParseError(f"corrupt or unreadable PDF: {exc}") from exc
+    if not any(pages):
+        raise ParseError(f"PDF has no text layer ({len(pages)} pages; scanned images need OCR)")
+    return str(title), "\f".join(pages), len(pages)
 
 
 PARSERS = {

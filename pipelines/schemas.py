@@ -14,6 +14,13 @@ DOCUMENTS = pa.schema(
         ("content_hash", pa.string()),
         ("metadata", pa.string()),  # JSON object
         ("ingested_at", pa.timestamp("us", tz="UTC")),
+        # features (pipelines/features.py)
+        ("char_count", pa.int32()),
+        ("ascii_ratio", pa.float32()),
+        ("script", pa.string()),
+        ("pii_found", pa.int32()),
+        ("pii_redacted", pa.bool_()),
+        ("near_duplicate_of", pa.string()),
     ]
 )
 
@@ -29,6 +36,8 @@ CHUNKS = pa.schema(
         ("char_count", pa.int32()),
         ("char_start", pa.int32()),
         ("source_uri", pa.string()),
+        ("heading", pa.string()),  # the heading path above the chunk: "Guide > Install > Linux"
+        ("page", pa.int32()),  # PDF page of the chunk's start (1-based), null elsewhere
     ]
 )
 

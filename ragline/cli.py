@@ -55,6 +55,16 @@ def ingest(
     sources: Annotated[list[Path], typer.Argument(help="folders or files (Markdown, HTML, text, JSONL)")],
     collection: Collection = "sample",
     format: Annotated[str, typer.Option(help="auto | files | jsonl | beir")] = "auto",
+    include: Annotated[
+        list[str] | None, typer.Option(help="glob of files to read in folders (repeatable)")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="glob of files to skip in folders (repeatable)")
+    ] = None,
+    field: Annotated[
+        list[str] | None, typer.Option(help="JSONL field name, e.g. text=body or id=uuid (repeatable)")
+    ] = None,
+    prune: Annotated[bool, typer.Option(help="delete documents that are gone from these sources")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Validated ingestion + chunking as a Prefect flow run; bad inputs are quarantined, not lost."""
@@ -64,9 +74,16 @@ def ingest(
     for s in sources:
         if not s.exists():
             _fail(f"source {s} does not exist", 2)
+    fields: dict[str, str] = {}
+    for item in field or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("id", "title", "text") or not value:
+            _fail(f"--field {item!r}: use id=NAME, title=NAME or text=NAME", 2)
+        fields[key] = value
     from flows.ingest import ingest_flow
 
-    _print(ingest_flow([str(s) for s in sources], collection, format), as_json, f"ingest {collection}")
+    result = ingest_flow([str(s) for s in sources], collection, format, include, exclude, fields, prune)
+    _print(result, as_json, f"ingest {collection}")
 
 
 @app.command()

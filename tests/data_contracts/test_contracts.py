@@ -20,7 +20,7 @@ def test_documents_contract_quarantines_each_bad_row_with_its_reason() -> None:
             _doc("dup", "first"),
             _doc("dup", "second"),
             _doc("huge", "x" * 500),
-            _doc("pdf", "text", mime="application/pdf"),
+            _doc("png", "text", mime="image/png"),
         ]
     )
     result = validate(docs, documents_suite(max_chars=100))
@@ -28,12 +28,12 @@ def test_documents_contract_quarantines_each_bad_row_with_its_reason() -> None:
     assert sorted(result.valid["id"].to_list()) == ["dup", "ok"]
     assert result.valid.filter(pl.col("id") == "dup")["text"][0] == "first"  # first occurrence kept
     reasons = dict(zip(result.rejected["id"], result.rejected["reason"], strict=True))
-    assert set(reasons) == {"empty", "ctrl", "dup", "huge", "pdf"}
+    assert set(reasons) == {"empty", "ctrl", "dup", "huge", "png"}
     assert "empty" in reasons["empty"]
     assert "control characters" in reasons["ctrl"]
     assert "duplicate" in reasons["dup"]
     assert "longer than 100" in reasons["huge"]
-    assert "mime type" in reasons["pdf"]
+    assert "mime type" in reasons["png"]
     assert result.valid.height + result.rejected.height == docs.height  # nothing lost
     failed = {o.expectation for o in result.outcomes if not o.success}
     assert "expect_column_values_to_be_unique" in failed

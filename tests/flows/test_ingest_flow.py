@@ -77,3 +77,51 @@ def test_changed_document_replaces_exactly_its_chunks(tmp_path: Path, settings: 
     a_after = [c for c in after if c["title"] == "A"]
     assert len(a_after) == 1 and "apricots" in a_after[0]["text"]
     assert {c["id"] for c in after if c["title"] == "B"} == b_before
+
+
+def test_prune_removes_documents_gone_from_the_source(tmp_path: Path, settings: Settings) -> None:
+    (tmp_path / "a.md").write_text("# A\n\nalpha is here")
+    (tmp_path / "b.md").write_text("# B\n\nbeta is here")
+    ingest_flow([str(tmp_path)], "pruning")
+    (tmp_path / "b.md").unlink()
+    store = Store(settings.lancedb_location)
+    assert ingest_flow([str(tmp_path)], "pruning")["pruned"] == 0  # without --prune nothing is deleted
+    assert store.documents("pruning").count_rows() == 2
+    result = ingest_flow([str(tmp_path)], "pruning", prune=True)
+    assert (result["pruned"], result["unchanged"]) == (1, 1)
+    assert {d["title"] for d in store.documents("pruning").to_arrow().to_pylist()} == {"A"}
+    assert {c["title"] for c in store.chunks("pruning").to_arrow().to_pylist()} == {"A"}
+
+
+def test_features_are_counted_and_stored(tmp_path: Path, settings: Settings) -> None:
+    text = " ".join(f"Sentence {i} about the annual report of the regional water board." for i in range(30))
+    (tmp_path / "one.txt").write_text(text)
+    (tmp_path / "copy.txt").write_text(text + " One more line.")
+    (tmp_path / "contact.md").write_text("# Contact\n\nMail help@example.org or call 555-123-4567.")
+    result = ingest_flow([str(tmp_path)], "features")
+    assert result["pii_found"] == 2 and result["near_duplicates"] == 1
+    docs = {
+        d["title"]: d for d in Store(settings.lancedb_location).documents("features").to_arrow().to_pylist()
+    }
+    assert docs["Contact"]["pii_found"] == 2 and docs["Contact"]["script"] == "latin"
+    assert "help@example.org" in docs["Contact"]["text"]  # redaction is off by default
+
+
+def test_flow_run_carries_the_validation_artifacts(messy: Path) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    result = ingest_flow([str(messy)], "artifacts")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(result["flow_run_id"])])
+            )
+        )
+    by_type = {a.type: a for a in artifacts}
+    assert {"table", "markdown"} <= set(by_type)
+    table = by_type["table"].data
+    assert "expect_column_values_to_be_unique" in str(table) and "duplicate document id" in str(table)
+    assert "quarantined **6**" in by_type["markdown"].data

@@ -62,11 +62,14 @@ def chunk_frame(texts: list[str], prefix: str = "c") -> pl.DataFrame:
             "char_count": [len(t) for t in texts],
             "char_start": [0] * n,
             "source_uri": ["benchmark"] * n,
+            "heading": [""] * n,
+            "page": [None] * n,
         },
         schema_overrides={
             "chunk_index": pl.Int32,
             "token_count": pl.Int32,
             "char_count": pl.Int32,
             "char_start": pl.Int32,
+            "page": pl.Int32,
         },
     )

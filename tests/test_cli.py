@@ -33,3 +33,37 @@ def test_chat_without_a_service_explains() -> None:
     r = _ragline("chat", "hello", "--url", "http://127.0.0.1:9")
     assert r.returncode == 1
     assert "ragline serve" in r.stderr
+
+
+def test_ingest_messy_folder_from_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+
+    folder = tmp_path / "messy"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\n\nA fine document about rivers.")
+    (folder / "empty.txt").write_text("")
+    (folder / "blob.bin").write_bytes(b"\x00\x01\x02\x03")
+    (folder / "latin1.txt").write_bytes(b"caf\xe9")
+    (folder / "huge.txt").write_text("x" * 6_000_000)
+    (folder / "rows.jsonl").write_text(
+        '{"id": "a", "text": "row a"}\n{broken\n{"id": "a", "text": "again"}\n'
+    )
+    env = {**os.environ, "RAGLINE_DATA_DIR": str(tmp_path / "data")}
+
+    def run() -> dict:
+        r = subprocess.run(
+            [sys.executable, "-m", "ragline", "ingest", str(folder), "-c", "cli", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    first = run()
+    assert first["inputs"] == first["documents"] + first["unchanged"] + first["quarantined"]
+    assert (first["inputs"], first["documents"], first["quarantined"]) == (8, 2, 6)
+    second = run()
+    assert (second["documents"], second["unchanged"], second["quarantined"]) == (0, 2, 6)

@@ -1,0 +1,109 @@
+"""Ingest + feature throughput on real passages, beside the cost of only reading and parsing the
+same files, in the same run.
+
+    python benchmarks/ingest_throughput.py --docs 20000
+
+Prints documents/s and chunks/s per stage and for the whole Prefect flow, and the ratio of the
+flow's throughput to bare read+parse (what validation, features and chunking cost). Nothing is
+asserted (these machines are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.corpus import passages
+
+
+def write_files(texts: list[str], folder: Path) -> None:
+    for i, text in enumerate(texts):
+        sub = folder / f"part{i // 1000:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        first = text.strip().splitlines()[0][:80]
+        (sub / f"doc{i:06d}.txt").write_text(f"{first}\n\n{text}\n", encoding="utf-8")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--docs", type=int, default=20_000)
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="rl-ingest-"))
+    os.environ["RAGLINE_DATA_DIR"] = str(work / "data")
+
+    texts = passages(args.docs, min_chars=200)
+    folder = work / "corpus"
+    write_files(texts, folder)
+    size = sum(f.stat().st_size for f in folder.rglob("*.txt"))
+    print(f"{len(texts)} docstring passages as files, {size / 1e6:.1f} MB")
+
+    import flows  # noqa: F401  (configures the embedded stack)
+    from data_contracts import chunks_suite, documents_suite, validate
+    from flows.ingest import ingest_flow
+    from pipelines import ingest as lib
+    from pipelines.chunking import Chunker, ChunkingConfig
+    from pipelines.features import add_document_features
+    from pipelines.models import default_embedding_model_path
+    from pipelines.settings import get_settings
+    from pipelines.sources import read_sources
+
+    settings = get_settings()
+    stages: list[tuple[str, float, int]] = []
+
+    def timed(name: str, fn, count=lambda r: 0):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        out = fn()
+        stages.append((name, time.perf_counter() - start, count(out)))
+        return out
+
+    batch = timed("read + parse (baseline)", lambda: read_sources([folder]), lambda b: len(b.documents))
+    docs = timed("documents frame", lambda: lib.documents_frame(batch.documents), len)
+    checked = timed(
+        "documents contract (GX)",
+        lambda: validate(docs, documents_suite(settings.max_document_bytes)),
+        lambda r: r.valid.height,
+    )
+    featured = timed(
+        "features (normalise, PII, script, near-dups)", lambda: add_document_features(checked.valid), len
+    )
+    chunker = Chunker(
+        default_embedding_model_path(), ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap)
+    )
+    chunks = timed("chunking (tokenizer + polars)", lambda: chunker.chunk(featured), len)
+    timed(
+        "chunks contract (GX)",
+        lambda: validate(chunks, chunks_suite(1, settings.chunk_tokens, featured["id"].to_list())),
+        lambda r: r.valid.height,
+    )
+
+    print(f"\n{'stage':48} {'seconds':>8} {'rows/s':>10}")
+    for name, secs, n in stages:
+        print(f"{name:48} {secs:8.2f} {n / secs if secs else 0:10,.0f}")
+
+    start = time.perf_counter()
+    result = ingest_flow([str(folder)], "bench")
+    flow_s = time.perf_counter() - start
+    base_s = stages[0][1]
+    print(
+        f"\nwhole ingest flow (Prefect, LanceDB writes): {flow_s:.1f} s, "
+        f"{result['documents'] / flow_s:,.0f} documents/s, {result['chunks'] / flow_s:,.0f} chunks/s "
+        f"({result['documents']} documents, {result['chunks']} chunks, {result['quarantined']} quarantined, "
+        f"{result['near_duplicates']} near-duplicates, {result['pii_found']} PII matches)"
+    )
+    print(f"read + parse alone: {len(batch.documents) / base_s:,.0f} documents/s")
+    print(
+        f"ratio flow / read+parse throughput: {base_s / flow_s:.2f} "
+        f"(validation, features, chunking and writes cost x{flow_s / base_s:.1f} the time of parsing)"
+    )
+    start = time.perf_counter()
+    again = ingest_flow([str(folder)], "bench")
+    print(f"re-run, nothing changed: {time.perf_counter() - start:.1f} s, unchanged {again['unchanged']}")
+
+
+if __name__ == "__main__":
+    main()

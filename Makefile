@@ -5,8 +5,9 @@ STAMP   := $(VENV)/.ragline-installed
 # The CPU build of torch must be installed before anything that depends on torch, or pip pulls CUDA.
 TORCH   ?= torch==2.13.0
 PYTEST_ARGS ?=
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint clean
+.PHONY: install browser demo test lint clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -19,10 +20,16 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The chat page is tested in a real headless browser: Debian's chromium, driven by Playwright.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium for the browser test (Debian package)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
 demo: install
 	$(VENV)/bin/ragline demo
 
-test: install
+test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

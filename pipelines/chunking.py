@@ -9,6 +9,7 @@ at a paragraph. Heading path and PDF page come from as-of joins. No per-row Pyth
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,8 @@ class Chunker:
         """One row per token: (doc_row, tok, start, end) character offsets."""
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         lengths = np.fromiter((len(e.offsets) for e in encodings), dtype=np.int64, count=len(encodings))
-        flat = np.array([o for e in encodings for o in e.offsets], dtype=np.int64).reshape(-1, 2)
+        pairs = itertools.chain.from_iterable(e.offsets for e in encodings)
+        flat = np.fromiter(itertools.chain.from_iterable(pairs), dtype=np.int64).reshape(-1, 2)
         doc_row = np.repeat(np.arange(len(texts)), lengths)
         first = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else lengths
         tok = np.arange(len(flat)) - np.repeat(first, lengths)

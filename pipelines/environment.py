@@ -26,7 +26,6 @@ def configure(settings: Settings) -> None:
         "RAY_DEDUP_LOGS": "1",
         "MLFLOW_TRACKING_URI": settings.mlflow_uri,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "TOKENIZERS_PARALLELISM": "false",
         "TQDM_DISABLE": "1",
         "GX_ANALYTICS_ENABLED": "false",
     }

@@ -57,6 +57,19 @@ class Generator(Protocol):
 
     def to_dict(self) -> dict[str, Any]: ...
 
+    def stream(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Iterator[str]: ...
+
+
+class _WholeAnswerStream:
+    """For backends called here without token streaming: one piece, the whole answer."""
+
+    def stream(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Iterator[str]:
+        yield self.generate(messages, max_tokens=max_tokens, temperature=temperature).text  # type: ignore[attr-defined]
+
 
 class LocalGenerator:
     """A transformers causal LM on CPU (or GPU if present), greedy by default."""
@@ -137,7 +150,7 @@ class LocalGenerator:
         worker.join()
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(_WholeAnswerStream):
     """Any server that speaks the OpenAI chat-completions API (vLLM's server, llama.cpp, ...)."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0) -> None:
@@ -188,7 +201,7 @@ class OpenAIGenerator:
         )
 
 
-class VLLMGenerator:
+class VLLMGenerator(_WholeAnswerStream):
     """A vLLM engine on a GPU, loading a local model folder (e.g. the converted SmolLM2)."""
 
     def __init__(

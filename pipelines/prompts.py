@@ -51,3 +51,20 @@ def citations(answer: str) -> list[int]:
         if n not in seen:
             seen.append(n)
     return seen
+
+
+_FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|that|this|those|these|he|she|there|one)\b", re.I)
+
+
+def condense(question: str, history: Sequence[dict[str, str]]) -> str:
+    """The retrieval query for a follow-up question: a short question that leans on earlier turns
+    ("and how long does it take?") is joined with the previous user question, so retrieval sees
+    what "it" is. A rule, not a model call: predictable, instant, and enough for retrieval."""
+    previous = next((m["content"] for m in reversed(history) if m["role"] == "user"), None)
+    if previous is None:
+        return question
+    if len(question.split()) <= 12 and (
+        _FOLLOW_UP.search(question) or question.lower().startswith(("and ", "what about"))
+    ):
+        return f"{previous} {question}"
+    return question

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     context_tokens: int = 600  # small models stay grounded with fewer, shorter sources
 
     # serving
+    sessions_url: str | None = None  # SQLAlchemy URL; None = SQLite under the data dir
+    generation_timeout_s: float = 120.0
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -157,8 +159,8 @@ class Settings(BaseSettings):
         return Path(tempfile.gettempdir()) / f"ragline-ray-{digest}"
 
     @property
-    def sessions_db(self) -> Path:
-        return self.root / "sessions.db"
+    def sessions_database(self) -> str:
+        return self.sessions_url or f"sqlite:///{self.root / 'sessions.db'}"
 
 
 @lru_cache

@@ -8,18 +8,23 @@ entry point for Serve config files (`import_path: serving.app:app_builder`).
 # No `from __future__ import annotations` here: Serve ships the ingress class to replicas by value,
 # and FastAPI must see the real body types, not strings it cannot resolve there.
 import asyncio
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
 from datetime import timedelta
+from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from pipelines.embedding import Embedder
-from pipelines.generation import GenerationError, make_generator
-from pipelines.prompts import PROMPT_VERSION, build_messages
+from pipelines.generation import GenerationError, cut_at_stop, make_generator
+from pipelines.prompts import PROMPT_VERSION, build_messages, condense
 from pipelines.retrieval import Hit, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
@@ -28,12 +33,15 @@ from serving.schemas import (
     ChatCompletionRequest,
     ChatRequest,
     ChatResponse,
+    FeedbackRequest,
+    FeedbackResponse,
     SearchRequest,
     SearchResponse,
     Source,
     Timings,
     Usage,
 )
+from serving.sessions import SessionStore, UnknownMessageError
 
 api = FastAPI(
     title="ragline",
@@ -41,6 +49,8 @@ api = FastAPI(
     description="Retrieval-augmented chat over your collections, with sources.",
 )
 errors.install(api)
+# Read at import: Serve ships the ingress class by value, the package data stays on the driver side.
+CHAT_PAGE = (files("serving") / "static" / "index.html").read_text(encoding="utf-8")
 
 
 # Helpers come before the deployments: Serve ships the ingress class to its replicas by value.
@@ -74,6 +84,12 @@ class QueryEmbedder:
     def model_hash(self) -> str:
         return self.embedder.info.path_hash
 
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Live batching knobs: {"max_batch_size": 32, "batch_wait_timeout_s": 0.005}."""
+        cfg = user_config or {}
+        self.__call__.set_max_batch_size(int(cfg.get("max_batch_size", 32)))
+        self.__call__.set_batch_wait_timeout_s(float(cfg.get("batch_wait_timeout_s", 0.005)))
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def __call__(self, queries: list[str]) -> list[list[float]]:
         return self.embedder.embed(queries).tolist()
@@ -84,12 +100,14 @@ class QueryEmbedder:
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
 )
 class RetrieverService:
-    """One `Retriever` per collection, opened on first use."""
+    """One `Retriever` per collection. It re-reads which index table is active every few seconds,
+    so a new embed run or a newly promoted index is served without a restart."""
+
+    RECHECK_S = 5.0
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
-        # Re-read table versions every few seconds, so a new embed run is served without a restart.
-        self.store = Store(self.settings.lancedb_location, read_consistency=timedelta(seconds=5))
+        self.store = Store(self.settings.lancedb_location, read_consistency=timedelta(seconds=self.RECHECK_S))
         self.config = RetrievalConfig(
             mode=self.settings.retrieval_mode,
             top_k=self.settings.top_k,
@@ -97,12 +115,27 @@ class RetrieverService:
             vector_weight=self.settings.vector_weight,
             text_weight=self.settings.text_weight,
         )
-        self._retrievers: dict[str, Retriever] = {}
+        self._base = self.config
+        self._retrievers: dict[str, tuple[Retriever, float]] = {}
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve calls this on every live replica when the app's `user_config` changes (no restart):
+        new retrieval parameters, e.g. a promoted champion's {"retrieval": {"mode": ..., "rrf_k": ...}}."""
+        retrieval = (user_config or {}).get("retrieval") or {}
+        self.config = RetrievalConfig(**{**asdict(self._base), **retrieval})
+        self._retrievers.clear()
 
     def _get(self, collection: str) -> Retriever:
-        if collection not in self._retrievers:
-            self._retrievers[collection] = Retriever(self.store, collection, self.config)
-        return self._retrievers[collection]
+        cached = self._retrievers.get(collection)
+        now = time.monotonic()
+        if cached and now - cached[1] < self.RECHECK_S:
+            return cached[0]
+        active = self.store.active_index(collection)
+        retriever = cached[0] if cached and cached[0].table.name == active.name else None
+        if retriever is None:
+            retriever = Retriever(self.store, collection, self.config)
+        self._retrievers[collection] = (retriever, now)
+        return retriever
 
     def describe(self, collection: str) -> dict[str, Any]:
         r = self._get(collection)
@@ -136,28 +169,73 @@ class GeneratorService:
     """Builds the numbered-sources prompt with the model's own tokenizer and generates the answer."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        s = Settings(**settings)
-        self.settings = s
-        self.generator = make_generator(s, threads=2)
+        self.settings = Settings(**settings)
+        self.generator = make_generator(self.settings, threads=2)
 
     def describe(self) -> dict[str, Any]:
         return self.generator.to_dict() if self.generator else {"backend": "none"}
 
-    def answer(
-        self, question: str, hits: list[dict[str, Any]], max_tokens: int | None, temperature: float | None
-    ) -> dict[str, Any]:
+    def _prompt(
+        self, question: str, hits: list[dict[str, Any]], history: list[dict[str, str]]
+    ) -> tuple[list[dict[str, str]], int]:
         if self.generator is None:
             raise GenerationError("generation is turned off (RAGLINE_GENERATOR=none)")
-        sources = [Hit(**h) for h in hits]
         messages, used = build_messages(
-            question, sources, self.generator.count_tokens, budget=self.settings.context_tokens
+            question,
+            [Hit(**h) for h in hits],
+            self.generator.count_tokens,
+            budget=self.settings.context_tokens,
+            history=history,
         )
-        out = self.generator.generate(
-            messages,
-            max_tokens=max_tokens or self.settings.max_new_tokens,
-            temperature=self.settings.temperature if temperature is None else temperature,
-        )
-        return {**out.to_dict(), "used": len(used)}
+        return messages, len(used)
+
+    def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        return {
+            "max_tokens": max_tokens or self.settings.max_new_tokens,
+            "temperature": self.settings.temperature if temperature is None else temperature,
+        }
+
+    def answer(
+        self,
+        question: str,
+        hits: list[dict[str, Any]],
+        history: list[dict[str, str]],
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        messages, used = self._prompt(question, hits, history)
+        assert self.generator is not None
+        out = self.generator.generate(messages, **self._sampling(max_tokens, temperature))
+        return {**out.to_dict(), "used": used}
+
+    def stream(
+        self,
+        question: str,
+        hits: list[dict[str, Any]],
+        history: list[dict[str, str]],
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yields {"text": piece}... then {"done": {usage, model, used}}."""
+        messages, used = self._prompt(question, hits, history)
+        assert self.generator is not None
+        pieces: list[str] = []
+        for piece in self.generator.stream(messages, **self._sampling(max_tokens, temperature)):
+            pieces.append(piece)
+            yield {"text": piece}
+        prompt_tokens = sum(self.generator.count_tokens(m["content"]) for m in messages)
+        yield {
+            "done": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": self.generator.count_tokens("".join(pieces)),
+                "model": self.generator.name,
+                "used": used,
+            }
+        }
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -174,7 +252,7 @@ class ChatIngress:
         self.retriever = retriever
         self.generator = generator
         self.settings = Settings(**settings)
-        self.generation_timeout_s = 120.0
+        self.sessions = SessionStore(self.settings.sessions_database)
 
     def _collection(self, name: str | None) -> str:
         return validate_collection(name or self.settings.default_collection)
@@ -189,9 +267,8 @@ class ChatIngress:
         timings: Timings,
     ) -> list[dict[str, Any]]:
         t = time.perf_counter()
-        needs_vector = (mode or self.settings.retrieval_mode) != "text"
         vector, model_hash = None, None
-        if needs_vector:
+        if (mode or self.settings.retrieval_mode) != "text":
             vector, model_hash = await asyncio.gather(
                 self.embedder.remote(query), self.embedder.model_hash.remote()
             )
@@ -205,32 +282,51 @@ class ChatIngress:
         d = await self.retriever.describe.remote(collection)
         return f"{d['table']}@v{d['table_version']}/{d['mode']}/prompt-{PROMPT_VERSION}"
 
-    @api.post("/v1/chat", response_model=ChatResponse)
-    async def chat(self, req: ChatRequest) -> ChatResponse:
-        if req.stream:
-            raise ValueError("stream: true is not supported yet by this service; send stream: false")
+    async def _prepare(
+        self, req: ChatRequest
+    ) -> tuple[str, str, list[dict[str, str]], list[dict[str, Any]], Timings]:
         collection = self._collection(req.collection)
+        session_id = req.session_id or uuid.uuid4().hex
+        history = self.sessions.history(session_id) if req.session_id else []
         timings = Timings()
-        hits = await self._retrieve(collection, req.message, req.top_k, None, req.filters, timings)
+        query = condense(req.message, history)
+        hits = await self._retrieve(collection, query, req.top_k, None, req.filters, timings)
+        return collection, session_id, history, hits, timings
+
+    def _record(self, session_id: str, question: str, response: ChatResponse) -> str:
+        self.sessions.append(session_id, "user", question)
+        return self.sessions.append(
+            session_id,
+            "assistant",
+            response.answer,
+            sources=[s.id for s in response.sources],
+            config_version=response.config_version,
+            degraded=response.degraded,
+        )
+
+    @api.post("/v1/chat", response_model=ChatResponse)
+    async def chat(self, req: ChatRequest) -> Any:
+        if req.stream:
+            return StreamingResponse(self._chat_events(req), media_type="text/event-stream")
+        collection, session_id, history, hits, timings = await self._prepare(req)
         t = time.perf_counter()
         degraded_reason = None
         try:
             out = await asyncio.wait_for(
-                self.generator.answer.remote(req.message, hits, req.max_tokens, req.temperature),
-                timeout=self.generation_timeout_s,
+                self.generator.answer.remote(req.message, hits, history, req.max_tokens, req.temperature),
+                timeout=self.settings.generation_timeout_s,
             )
-            answer, used = out["text"], out["used"]
+            answer, used, model = out["text"], out["used"], out["model"]
             usage = Usage(prompt_tokens=out["prompt_tokens"], completion_tokens=out["completion_tokens"])
-            model = out["model"]
         except Exception as exc:  # degrade on any generator failure or timeout, never fail the request
             errors.log.warning("generation failed, answering with passages: %s", exc)
-            degraded_reason = errors._message(exc)
+            degraded_reason = errors._message(exc) or type(exc).__name__
             answer, used, usage, model = _degraded_answer(hits), len(hits), Usage(), "none"
         timings.generation_ms = _ms(t)
-        return ChatResponse(
+        response = ChatResponse(
             answer=answer,
             sources=[Source(**_source(h)) for h in hits[:used]],
-            session_id=req.session_id or uuid.uuid4().hex,
+            session_id=session_id,
             usage=usage,
             timings=timings,
             config_version=await self._config_version(collection),
@@ -238,6 +334,60 @@ class ChatIngress:
             degraded=degraded_reason is not None,
             degraded_reason=degraded_reason,
         )
+        response.message_id = self._record(session_id, req.message, response)
+        return response
+
+    async def _chat_events(self, req: ChatRequest) -> AsyncIterator[str]:
+        """Server-sent events: `token` events, then one `done` event with the whole response."""
+        try:
+            collection, session_id, history, hits, timings = await self._prepare(req)
+        except Exception as exc:
+            yield _sse("error", {"error": {"code": "bad_request", "message": errors._message(exc)}})
+            return
+        t = time.perf_counter()
+        pieces: list[str] = []
+        done: dict[str, Any] | None = None
+        degraded_reason = None
+        try:
+            stream = self.generator.options(stream=True).stream.remote(
+                req.message, hits, history, req.max_tokens, req.temperature
+            )
+            async for item in stream:
+                if "text" in item:
+                    pieces.append(item["text"])
+                    yield _sse("token", {"text": item["text"]})
+                else:
+                    done = item["done"]
+        except Exception as exc:
+            degraded_reason = errors._message(exc) or type(exc).__name__
+        timings.generation_ms = _ms(t)
+        if done is None and degraded_reason is None:
+            degraded_reason = "the generator ended without finishing"
+        answer = cut_at_stop("".join(pieces)) if degraded_reason is None else _degraded_answer(hits)
+        used = done["used"] if done else len(hits)
+        response = ChatResponse(
+            answer=answer,
+            sources=[Source(**_source(h)) for h in hits[:used]],
+            session_id=session_id,
+            usage=Usage(prompt_tokens=done["prompt_tokens"], completion_tokens=done["completion_tokens"])
+            if done
+            else Usage(),
+            timings=timings,
+            config_version=await self._config_version(collection),
+            model=done["model"] if done else "none",
+            degraded=degraded_reason is not None,
+            degraded_reason=degraded_reason,
+        )
+        response.message_id = self._record(session_id, req.message, response)
+        yield _sse("done", response.model_dump())
+
+    @api.post("/v1/feedback", response_model=FeedbackResponse)
+    async def feedback(self, req: FeedbackRequest) -> FeedbackResponse:
+        try:
+            feedback_id = self.sessions.add_feedback(req.message_id, req.rating, req.comment or "")
+        except UnknownMessageError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return FeedbackResponse(id=feedback_id, message_id=req.message_id, rating=req.rating)
 
     @api.post("/v1/search", response_model=SearchResponse)
     async def search(self, req: SearchRequest) -> SearchResponse:
@@ -252,23 +402,30 @@ class ChatIngress:
         )
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(self, req: ChatCompletionRequest) -> dict[str, Any]:
+    async def chat_completions(self, req: ChatCompletionRequest) -> Any:
+        """The OpenAI chat-completions shape; the collection is the `model` (or `collection`)."""
         question = next((m.content for m in reversed(req.messages) if m.role == "user"), None)
         if question is None:
             raise ValueError("messages must contain a user message")
-        chat = await self.chat(
-            ChatRequest(
-                message=question,
-                collection=req.collection or req.model,
-                max_tokens=req.max_tokens,
-                temperature=req.temperature,
-            )
+        chat_req = ChatRequest(
+            message=question,
+            collection=req.collection or req.model,
+            max_tokens=req.max_tokens,
+            temperature=req.temperature,
         )
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        model = chat_req.collection or self.settings.default_collection
+        if req.stream:
+            return StreamingResponse(
+                self._completion_chunks(chat_req, completion_id, created, model),
+                media_type="text/event-stream",
+            )
+        chat = await self.chat(chat_req)
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "id": completion_id,
             "object": "chat.completion",
-            "created": int(time.time()),
-            "model": req.model or self._collection(req.collection),
+            "created": created,
+            "model": model,
             "choices": [
                 {
                     "index": 0,
@@ -285,13 +442,46 @@ class ChatIngress:
             "degraded": chat.degraded,
         }
 
+    async def _completion_chunks(
+        self, req: ChatRequest, completion_id: str, created: int, model: str
+    ) -> AsyncIterator[str]:
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+            body = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return f"data: {json.dumps(body)}\n\n"
+
+        yield chunk({"role": "assistant", "content": ""})
+        async for event in self._chat_events(req):
+            kind, _, data = event.partition("\ndata: ")
+            payload = json.loads(data)
+            if kind == "event: token":
+                yield chunk({"content": payload["text"]})
+            elif kind == "event: done":
+                if payload["degraded"]:
+                    yield chunk({"content": payload["answer"]})
+                yield chunk({}, "stop", sources=payload["sources"], degraded=payload["degraded"])
+            else:
+                yield chunk({}, "error", error=payload["error"])
+        yield "data: [DONE]\n\n"
+
     @api.get("/v1/models")
     async def models(self) -> dict[str, Any]:
         names = await self.retriever.collections.remote()
         return {
             "object": "list",
-            "data": [{"id": n, "object": "model", "owned_by": "ragline"} for n in names],
+            "data": [{"id": n, "object": "model", "created": 0, "owned_by": "ragline"} for n in names],
         }
+
+    @api.get("/", include_in_schema=False)
+    async def page(self) -> HTMLResponse:
+        """The chat web page."""
+        return HTMLResponse(CHAT_PAGE)
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:

@@ -13,18 +13,44 @@ from pipelines.settings import Settings
 APP_NAME = "ragline"
 
 
-def start(settings: Settings, overrides: dict[str, dict[str, Any]] | None = None) -> str:
-    """Deploy the app and wait until every replica is up; returns the base URL."""
+def start(
+    settings: Settings,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    name: str = APP_NAME,
+    route_prefix: str = "/",
+) -> str:
+    """Deploy the app and wait until every replica is up; returns the base URL (with the prefix)."""
     from ray import serve
 
     from serving.app import build_app
 
     ensure_ray(settings)
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(settings, overrides), name=APP_NAME, route_prefix="/", blocking=False)
-    url = f"http://{settings.host}:{settings.port}"
+    serve.run(build_app(settings, overrides), name=name, route_prefix=route_prefix, blocking=False)
+    url = f"http://{settings.host}:{settings.port}{route_prefix.rstrip('/')}"
     wait_healthy(url)
     return url
+
+
+def update_retrieval(
+    settings: Settings,
+    retrieval: dict[str, Any],
+    overrides: dict[str, dict[str, Any]] | None = None,
+    name: str = APP_NAME,
+    route_prefix: str = "/",
+) -> None:
+    """Hot-apply retrieval parameters (mode, top_k, rrf_k, weights) to the running app: an in-place
+    Serve update of the retriever's `user_config`, which every replica applies without a restart."""
+    from ray import serve
+
+    from serving.app import build_app
+
+    merged = dict(overrides or {})
+    merged["RetrieverService"] = {
+        **merged.get("RetrieverService", {}),
+        "user_config": {"retrieval": retrieval},
+    }
+    serve.run(build_app(settings, merged), name=name, route_prefix=route_prefix, blocking=False)
 
 
 def wait_healthy(url: str, timeout_s: float = 60.0) -> None:

@@ -50,6 +50,19 @@ class ChatResponse(BaseModel):
     model: str
     degraded: bool = False
     degraded_reason: str | None = None
+    message_id: str | None = None  # for POST /v1/feedback
+
+
+class FeedbackRequest(BaseModel):
+    message_id: str = Field(min_length=1, max_length=64)
+    rating: int = Field(ge=-1, le=5, description="-1/1 thumbs, or 1-5 stars")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackResponse(BaseModel):
+    id: str
+    message_id: str
+    rating: int
 
 
 class SearchRequest(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,13 @@ from pipelines.settings import Settings, get_settings  # noqa: E402
 configure(get_settings())
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
+E2E_COLLECTION = "e2e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +67,22 @@ def ray_session(settings: Settings) -> Iterator[None]:
     import ray
 
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def service(settings: Settings, corpus_dir: Path, ray_session: None) -> Iterator[str]:
+    """The real Serve app over a small corpus that the real refresh flow ingested and embedded."""
+    from flows.refresh import refresh_flow
+    from serving import runner
+
+    result = refresh_flow([str(corpus_dir)], E2E_COLLECTION)
+    assert result["ingest"]["quarantined"] == 0
+    assert result["embed"]["embedded"] == result["ingest"]["chunks"] > 0
+    url = runner.start(
+        settings.model_copy(update={"default_collection": E2E_COLLECTION, "port": free_port()})
+    )
+    yield url
+    runner.stop(shutdown_ray=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

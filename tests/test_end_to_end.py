@@ -4,36 +4,17 @@ document the question was written about."""
 
 from __future__ import annotations
 
-import socket
+import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from pipelines.settings import Settings
+from tests.conftest import E2E_COLLECTION as COLLECTION
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
-COLLECTION = "e2e"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def service(settings: Settings, corpus_dir: Path, ray_session: None) -> Iterator[str]:
-    from flows.refresh import refresh_flow
-    from serving import runner
-
-    result = refresh_flow([str(corpus_dir)], COLLECTION)
-    assert result["ingest"]["quarantined"] == 0
-    assert result["embed"]["embedded"] == result["ingest"]["chunks"] > 0
-    url = runner.start(settings.model_copy(update={"default_collection": COLLECTION, "port": _free_port()}))
-    yield url
-    runner.stop(shutdown_ray=False)
 
 
 def test_chat_answers_with_sources_from_the_right_document(service: str) -> None:
@@ -126,9 +107,153 @@ def test_oversized_and_malformed_bodies(service: str) -> None:
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
 
 
+def _events(url: str, body: dict) -> list[tuple[str, dict]]:
+    events = []
+    with httpx.stream("POST", url, json=body, timeout=300) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: ") and kind:
+                events.append((kind, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def test_streaming_chat_sends_tokens_then_sources(service: str) -> None:
+    events = _events(
+        f"{service}/v1/chat", {"message": "What does a Fresnel lens do?", "stream": True, "max_tokens": 40}
+    )
+    kinds = [k for k, _ in events]
+    assert kinds.count("token") >= 2 and kinds[-1] == "done" and "error" not in kinds
+    done = events[-1][1]
+    assert done["sources"] and done["message_id"] and done["degraded"] is False
+    assert done["usage"]["completion_tokens"] > 0
+    streamed = "".join(d["text"] for k, d in events if k == "token")
+    assert done["answer"] and done["answer"] in streamed
+
+
+def test_sessions_condense_follow_ups_and_take_feedback(service: str, settings: Settings) -> None:
+    from serving.sessions import SessionStore
+
+    first = httpx.post(
+        f"{service}/v1/chat",
+        json={"message": "How do I keep a sourdough starter alive?", "session_id": "s-e2e", "max_tokens": 30},
+        timeout=300,
+    ).json()
+    follow = httpx.post(
+        f"{service}/v1/chat",
+        json={
+            "message": "How often should I feed it in the fridge?",
+            "session_id": "s-e2e",
+            "max_tokens": 30,
+        },
+        timeout=300,
+    ).json()
+    assert follow["session_id"] == "s-e2e"
+    assert follow["sources"][0]["title"] == "Keeping a Sourdough Starter Alive"  # "it" was resolved
+    history = SessionStore(settings.sessions_database).history("s-e2e", turns=5)
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+
+    ok = httpx.post(
+        f"{service}/v1/feedback",
+        json={"message_id": first["message_id"], "rating": 1, "comment": "helpful"},
+        timeout=30,
+    )
+    assert ok.status_code == 200 and ok.json()["rating"] == 1
+    assert (
+        SessionStore(settings.sessions_database).feedback_for(first["message_id"])[0]["comment"] == "helpful"
+    )
+    missing = httpx.post(f"{service}/v1/feedback", json={"message_id": "nope", "rating": 1}, timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["message"]
+
+
+def test_the_openai_client_library_works_against_the_service(service: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{service}/v1", api_key="not-needed")
+    reply = client.chat.completions.create(
+        model=COLLECTION,
+        messages=[{"role": "user", "content": "How are green and black tea made?"}],
+        max_tokens=40,
+    )
+    assert reply.choices[0].message.content
+    stream = client.chat.completions.create(
+        model=COLLECTION,
+        messages=[{"role": "user", "content": "What is a shield volcano?"}],
+        max_tokens=30,
+        stream=True,
+    )
+    parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len(parts) >= 2 and "".join(parts).strip()
+    assert COLLECTION in {m.id for m in client.models.list().data}
+
+
+@pytest.fixture(scope="module")
+def broken_generator_service(service: str, settings: Settings) -> Iterator[str]:
+    """A second app whose generator really fails: an OpenAI-compatible server that is not there."""
+    from serving import runner
+
+    port = int(service.rsplit(":", 1)[1])
+    broken = settings.model_copy(
+        update={
+            "default_collection": COLLECTION,
+            "port": port,
+            "generator": "openai",
+            "openai_base_url": f"http://127.0.0.1:{free_port()}/v1",
+        }
+    )
+    zero = {"ray_actor_options": {"num_cpus": 0}}  # the first app holds the CPUs
+    names = ("ChatIngress", "QueryEmbedder", "RetrieverService", "GeneratorService")
+    yield runner.start(broken, {n: zero for n in names}, name="broken", route_prefix="/broken")
+    from ray import serve
+
+    serve.delete("broken")
+
+
+def test_a_failing_generator_degrades_to_passages(broken_generator_service: str) -> None:
+    r = httpx.post(
+        f"{broken_generator_service}/v1/chat", json={"message": "What is a Fresnel lens?"}, timeout=120
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["degraded"] is True and "failed" in body["degraded_reason"]
+    assert body["sources"] and "Fresnel" in body["answer"]
+    events = _events(
+        f"{broken_generator_service}/v1/chat", {"message": "What is a Fresnel lens?", "stream": True}
+    )
+    assert events[-1][0] == "done" and events[-1][1]["degraded"] is True
+
+
 def test_health_readiness_and_models(service: str) -> None:
     assert httpx.get(f"{service}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{service}/readyz", timeout=60)
     assert ready.status_code == 200 and ready.json()["index"]["table"].startswith(COLLECTION)
     models = httpx.get(f"{service}/v1/models").json()
     assert COLLECTION in {m["id"] for m in models["data"]}
+
+
+def test_retrieval_config_is_hot_reloaded_without_a_restart(service: str, settings: Settings) -> None:
+    from serving import runner
+
+    serving_settings = settings.model_copy(
+        update={"default_collection": COLLECTION, "port": int(service.rsplit(":", 1)[1])}
+    )
+    before = httpx.post(f"{service}/v1/search", json={"query": "volcano lava"}, timeout=60).json()
+    assert len(before["results"]) == serving_settings.top_k
+    runner.update_retrieval(serving_settings, {"mode": "text", "top_k": 2})
+    try:
+        after = httpx.post(
+            f"{service}/v1/chat", json={"message": "volcano lava", "max_tokens": 5}, timeout=300
+        )
+        assert "/text/" in after.json()["config_version"]
+        assert (
+            len(
+                httpx.post(f"{service}/v1/search", json={"query": "volcano lava"}, timeout=60).json()[
+                    "results"
+                ]
+            )
+            == 2
+        )
+    finally:
+        runner.update_retrieval(serving_settings, {})  # back to the settings' defaults

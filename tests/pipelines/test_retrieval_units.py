@@ -41,3 +41,19 @@ def test_prompt_numbers_sources_within_budget() -> None:
 
 def test_citations_in_order_of_first_use() -> None:
     assert citations("See [2] and [1], again [2].") == [2, 1]
+
+
+def test_condense_joins_short_follow_ups_with_the_previous_question() -> None:
+    from pipelines.prompts import condense
+
+    history = [
+        {"role": "user", "content": "How do I keep a sourdough starter alive?"},
+        {"role": "assistant", "content": "Feed it."},
+    ]
+    assert condense("How often should I feed it?", history) == (
+        "How do I keep a sourdough starter alive? How often should I feed it?"
+    )
+    assert condense(
+        "What is a Fresnel lens and who invented the first one used in lighthouses?", history
+    ) == ("What is a Fresnel lens and who invented the first one used in lighthouses?")
+    assert condense("How often should I feed it?", []) == "How often should I feed it?"

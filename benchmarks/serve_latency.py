@@ -1,0 +1,155 @@
+"""Serving latency and throughput, each beside a baseline measured in the same run.
+
+    python benchmarks/serve_latency.py [--seconds 30] [--clients 16]
+
+1. /v1/search through Serve vs the same Retriever (+ query embedding) called in-process: p50/p95
+   and the p50 ratio (goal: Serve adds < 30%).
+2. /v1/search with N concurrent clients for S seconds, query batching on vs off: requests/s, errors.
+3. /v1/chat on the CPU model, streamed: time to first token and tokens/s.
+Nothing is asserted (these machines are noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+QUESTIONS = [
+    "How does the for statement work?",
+    "What does the with statement do?",
+    "How are exceptions raised?",
+    "What is a lambda expression?",
+    "How do I define a class?",
+    "What does the import statement do?",
+    "What are augmented assignment statements?",
+    "How does the while loop end?",
+    "What is a decorator?",
+    "How do comparisons chain?",
+    "What does yield do in a function?",
+    "What is the global statement?",
+    "How are keyword arguments passed?",
+    "What does assert do?",
+    "How do slices work?",
+    "What is a coroutine?",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def load(url: str, clients: int, seconds: float) -> tuple[float, int, int]:
+    import httpx
+
+    done = errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(i: int) -> None:
+        nonlocal done, errors
+        async with httpx.AsyncClient(timeout=30) as c:
+            n = i
+            while time.perf_counter() < deadline:
+                r = await c.post(f"{url}/v1/search", json={"query": QUESTIONS[n % len(QUESTIONS)]})
+                done += r.status_code == 200
+                errors += r.status_code != 200
+                n += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return done / (time.perf_counter() - start), done, errors
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=5, help="passes over the questions for latency")
+    args = p.parse_args()
+    os.environ["RAGLINE_DATA_DIR"] = tempfile.mkdtemp(prefix="rl-serve-")
+
+    import httpx
+
+    import flows  # noqa: F401
+    from flows.refresh import refresh_flow
+    from pipelines.embedding import Embedder
+    from pipelines.retrieval import Retriever
+    from pipelines.sample import write_sample_corpus
+    from pipelines.settings import get_settings
+    from pipelines.store import Store
+    from serving import runner
+
+    settings = get_settings()
+    sources = write_sample_corpus(settings.root / "corpus")
+    refresh_flow([str(s) for s in sources], "sample")
+
+    embedder, retriever = Embedder(threads=1), Retriever(Store(settings.lancedb_location), "sample")
+    inproc = []
+    for _ in range(args.rounds):
+        for q in QUESTIONS:
+            t = time.perf_counter()
+            retriever.retrieve(q, embedder.embed([q])[0])
+            inproc.append((time.perf_counter() - t) * 1000)
+
+    url = runner.start(settings)
+    with httpx.Client(timeout=30) as c:
+        for q in QUESTIONS:  # warm-up
+            c.post(f"{url}/v1/search", json={"query": q})
+        served = []
+        for _ in range(args.rounds):
+            for q in QUESTIONS:
+                t = time.perf_counter()
+                assert c.post(f"{url}/v1/search", json={"query": q}).status_code == 200
+                served.append((time.perf_counter() - t) * 1000)
+    p50_in, p50_srv = statistics.median(inproc), statistics.median(served)
+    print(
+        f"1. /v1/search latency over {len(served)} requests: Serve p50 {p50_srv:.1f} ms, p95 "
+        f"{pct(served, 0.95):.1f} ms; in-process retriever p50 {p50_in:.1f} ms, "
+        f"p95 {pct(inproc, 0.95):.1f} ms; "
+        f"Serve adds {100 * (p50_srv / p50_in - 1):.0f}% at p50 (ratio {p50_srv / p50_in:.2f})"
+    )
+
+    for label, cfg in (
+        ("batching on", {"max_batch_size": 32, "batch_wait_timeout_s": 0.005}),
+        ("batching off", {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}),
+    ):
+        runner.update_user_config(settings, {"QueryEmbedder": cfg})
+        time.sleep(2)
+        rps, ok, errors = asyncio.run(load(url, args.clients, args.seconds))
+        print(
+            f"2. /v1/search, {args.clients} clients x {args.seconds:.0f} s, {label}: {rps:.1f} requests/s "
+            f"({ok} ok, {errors} errors)"
+        )
+
+    for q in QUESTIONS[:3]:
+        t0 = time.perf_counter()
+        first = None
+        tokens = 0
+        with httpx.stream(
+            "POST", f"{url}/v1/chat", json={"message": q, "stream": True, "max_tokens": 80}, timeout=300
+        ) as r:
+            for line in r.iter_lines():
+                if line.startswith("event: token") and first is None:
+                    first = time.perf_counter() - t0
+                if line.startswith("data: ") and '"usage"' in line:
+                    tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+        total = time.perf_counter() - t0
+        gen = total - (first or 0)
+        print(
+            f"3. /v1/chat stream: first token {1000 * (first or 0):.0f} ms, {tokens} tokens in {total:.1f} s "
+            f"({tokens / gen if gen > 0 else 0:.1f} tokens/s after the first)"
+        )
+    runner.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Chat sessions and feedback in a real database: SQLite under the data dir by default, any
+SQLAlchemy URL (Postgres) via RAGLINE_SESSIONS_URL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+
+metadata = MetaData()
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("session_id", String(128), index=True, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("meta", Text, nullable=False, default="{}"),  # sources, config version, usage (JSON)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("message_id", String(32), index=True, nullable=False),
+    Column("session_id", String(128), nullable=False),
+    Column("rating", Integer, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class UnknownMessageError(LookupError):
+    pass
+
+
+class SessionStore:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            # Several Serve replicas share the file: WAL lets readers and one writer work together.
+            @event.listens_for(self.engine, "connect")
+            def _wal(dbapi_conn: Any, _: Any) -> None:
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                dbapi_conn.execute("PRAGMA busy_timeout=5000")
+
+        metadata.create_all(self.engine)
+
+    def history(self, session_id: str, turns: int = 3) -> list[dict[str, str]]:
+        """The last TURNS exchanges, oldest first, as chat messages."""
+        q = (
+            select(messages.c.role, messages.c.content)
+            .where(messages.c.session_id == session_id)
+            .order_by(messages.c.created_at.desc())
+            .limit(turns * 2)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [{"role": r.role, "content": r.content} for r in reversed(rows)]
+
+    def append(self, session_id: str, role: str, content: str, **meta: Any) -> str:
+        message_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(messages).values(
+                    id=message_id,
+                    session_id=session_id,
+                    role=role,
+                    content=content,
+                    meta=json.dumps(meta, default=str),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return message_id
+
+    def add_feedback(self, message_id: str, rating: int, comment: str = "") -> str:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(messages.c.session_id).where(messages.c.id == message_id)).first()
+            if row is None:
+                raise UnknownMessageError(f"no message with id {message_id!r}")
+            feedback_id = uuid.uuid4().hex
+            conn.execute(
+                insert(feedback).values(
+                    id=feedback_id,
+                    message_id=message_id,
+                    session_id=row.session_id,
+                    rating=rating,
+                    comment=comment,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return feedback_id
+
+    def feedback_for(self, message_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(feedback).where(feedback.c.message_id == message_id)).all()
+        return [dict(r._mapping) for r in rows]

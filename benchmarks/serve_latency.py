@@ -119,7 +119,7 @@ def main() -> None:
     )
 
     for label, cfg in (
-        ("batching on", {"max_batch_size": 32, "batch_wait_timeout_s": 0.005}),
+        ("batching on", {"max_batch_size": 32, "batch_wait_timeout_s": 0.002}),
         ("batching off", {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}),
     ):
         runner.update_user_config(settings, {"QueryEmbedder": cfg})

@@ -39,17 +39,28 @@ def update_retrieval(
     name: str = APP_NAME,
     route_prefix: str = "/",
 ) -> None:
-    """Hot-apply retrieval parameters (mode, top_k, rrf_k, weights) to the running app: an in-place
-    Serve update of the retriever's `user_config`, which every replica applies without a restart."""
+    """Hot-apply retrieval parameters (mode, top_k, rrf_k, weights) to the running app."""
+    update_user_config(
+        settings, {"RetrieverService": {"retrieval": retrieval}}, overrides, name, route_prefix
+    )
+
+
+def update_user_config(
+    settings: Settings,
+    user_configs: dict[str, dict[str, Any]],
+    overrides: dict[str, dict[str, Any]] | None = None,
+    name: str = APP_NAME,
+    route_prefix: str = "/",
+) -> None:
+    """An in-place Serve update of deployments' `user_config`: every live replica's `reconfigure`
+    runs, nothing restarts. SETTINGS and OVERRIDES must be those the app was started with."""
     from ray import serve
 
     from serving.app import build_app
 
-    merged = dict(overrides or {})
-    merged["RetrieverService"] = {
-        **merged.get("RetrieverService", {}),
-        "user_config": {"retrieval": retrieval},
-    }
+    merged = {k: dict(v) for k, v in (overrides or {}).items()}
+    for deployment, cfg in user_configs.items():
+        merged.setdefault(deployment, {})["user_config"] = cfg
     serve.run(build_app(settings, merged), name=name, route_prefix=route_prefix, blocking=False)
 
 

@@ -35,7 +35,6 @@ class Usage(BaseModel):
 
 
 class Timings(BaseModel):
-    embed_ms: float = 0.0
     retrieval_ms: float = 0.0
     generation_ms: float = 0.0
 

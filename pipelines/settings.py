@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     # serving
     sessions_url: str | None = None  # SQLAlchemy URL; None = SQLite under the data dir
     generation_timeout_s: float = 120.0
+    serve_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # INFO includes access logs
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -87,7 +87,10 @@ class Store:
     def table(self, collection: str, kind: str, schema: pa.Schema | None = None) -> Any:
         name = self.table_name(collection, kind)
         if name in self._names():
-            return self.db.open_table(name)
+            table = self.db.open_table(name)
+            if schema is not None:
+                self._add_missing_columns(table, schema)
+            return table
         if schema is None:
             raise CollectionNotFoundError(
                 f"collection {collection!r} has no {kind} table "
@@ -103,6 +106,15 @@ class Store:
 
     def quarantine(self, collection: str) -> Any:
         return self.table(collection, "quarantine", schemas.QUARANTINE)
+
+    @staticmethod
+    def _add_missing_columns(table: Any, schema: pa.Schema) -> None:
+        """Tables written by an older ragline lack newer columns: add them, all null (a migration
+        that costs a metadata commit, not a rewrite)."""
+        have = set(table.schema.names)
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            table.add_columns(missing)
 
     @staticmethod
     def upsert(table: Any, data: pa.Table, key: str = "id") -> None:

@@ -254,7 +254,7 @@ def demo(
 
     try:
         with out.status("[4/4] starting Ray Serve (query embedder, retriever, generator)"):
-            url = runner.start(settings)
+            url = runner.start(settings.model_copy(update={"serve_log_level": "WARNING"}))
         out.print(f"[green]✓[/] [4/4] serving at {url}")
         out.print(f"\n[bold]Question:[/] {question}")
         with out.status("generating the answer on CPU"):

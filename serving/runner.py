@@ -25,8 +25,15 @@ def start(
     from serving.app import build_app
 
     ensure_ray(settings)
-    serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(settings, overrides), name=name, route_prefix=route_prefix, blocking=False)
+    log_config = {"log_level": settings.serve_log_level}
+    serve.start(http_options={"host": settings.host, "port": settings.port}, logging_config=log_config)
+    serve.run(
+        build_app(settings, overrides),
+        name=name,
+        route_prefix=route_prefix,
+        blocking=False,
+        logging_config=log_config,
+    )
     url = f"http://{settings.host}:{settings.port}{route_prefix.rstrip('/')}"
     wait_healthy(url)
     return url
@@ -61,7 +68,13 @@ def update_user_config(
     merged = {k: dict(v) for k, v in (overrides or {}).items()}
     for deployment, cfg in user_configs.items():
         merged.setdefault(deployment, {})["user_config"] = cfg
-    serve.run(build_app(settings, merged), name=name, route_prefix=route_prefix, blocking=False)
+    serve.run(
+        build_app(settings, merged),
+        name=name,
+        route_prefix=route_prefix,
+        blocking=False,
+        logging_config={"log_level": settings.serve_log_level},
+    )
 
 
 def wait_healthy(url: str, timeout_s: float = 60.0) -> None:

@@ -58,3 +58,22 @@ def test_active_index_and_missing_collections(tmp_path: Path) -> None:
     assert store.active_index("c1").name == "c1__index_m_abcdef01"
     assert store.model_of(table) == model
     assert "c1" in store.collections()
+
+
+def test_tables_from_an_older_schema_gain_the_new_columns(tmp_path: Path) -> None:
+    from pipelines.schemas import CHUNKS
+
+    store = Store(str(tmp_path))
+    old = pa.schema([f for f in CHUNKS if f.name not in ("heading", "page")])
+    store.db.create_table("legacy__chunks", schema=old)
+    table = store.chunks("legacy")
+    assert {"heading", "page"} <= set(table.schema.names)
+    row = {f.name: None for f in CHUNKS} | {
+        "id": "c1",
+        "doc_id": "d1",
+        "text": "t",
+        "heading": "H",
+        "page": 2,
+    }
+    Store.upsert(table, pa.Table.from_pylist([row], schema=CHUNKS))
+    assert table.to_arrow().to_pylist()[0]["page"] == 2

@@ -39,16 +39,6 @@ class ContractResult:
     def success(self) -> bool:
         return self.rejected.is_empty()
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "suite": self.suite,
-            "rows": self.valid.height + self.rejected.height,
-            "valid": self.valid.height,
-            "rejected": self.rejected.height,
-            "expectations_evaluated": self.evaluated,
-            "expectations_failed": sum(not o.success for o in self.outcomes),
-        }
-
 
 def _batch_definition(name: str) -> Any:
     ctx = gx_context()

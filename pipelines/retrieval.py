@@ -99,11 +99,6 @@ class Retriever:
     def table_version(self) -> int:
         return int(self.table.version)
 
-    def refresh(self) -> None:
-        """Pick up writes made since the table was opened (a new embed run)."""
-        self.table = self.store.active_index(self.collection)
-        self.model = Store.model_of(self.table)
-
     def retrieve(
         self,
         query: str,

@@ -322,7 +322,7 @@ class ChatIngress:
             usage = Usage(prompt_tokens=out["prompt_tokens"], completion_tokens=out["completion_tokens"])
         except Exception as exc:  # degrade on any generator failure or timeout, never fail the request
             errors.log.warning("generation failed, answering with passages: %s", exc)
-            degraded_reason = errors._message(exc) or type(exc).__name__
+            degraded_reason = errors.message_of(exc) or type(exc).__name__
             answer, used, usage, model = _degraded_answer(hits), len(hits), Usage(), "none"
         timings.generation_ms = _ms(t)
         response = ChatResponse(
@@ -344,7 +344,7 @@ class ChatIngress:
         try:
             collection, session_id, history, hits, timings = await self._prepare(req)
         except Exception as exc:
-            yield _sse("error", {"error": {"code": "bad_request", "message": errors._message(exc)}})
+            yield _sse("error", {"error": {"code": "bad_request", "message": errors.message_of(exc)}})
             return
         t = time.perf_counter()
         pieces: list[str] = []
@@ -361,7 +361,7 @@ class ChatIngress:
                 else:
                     done = item["done"]
         except Exception as exc:
-            degraded_reason = errors._message(exc) or type(exc).__name__
+            degraded_reason = errors.message_of(exc) or type(exc).__name__
         timings.generation_ms = _ms(t)
         if done is None and degraded_reason is None:
             degraded_reason = "the generator ended without finishing"

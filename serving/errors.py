@@ -45,22 +45,22 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CollectionNotFoundError)
     async def not_found(_: Request, exc: CollectionNotFoundError) -> JSONResponse:
-        return error(404, "collection_not_found", _message(exc))
+        return error(404, "collection_not_found", message_of(exc))
 
     @app.exception_handler(IndexModelMismatchError)
     async def mismatch(_: Request, exc: IndexModelMismatchError) -> JSONResponse:
-        return error(409, "index_model_mismatch", _message(exc))
+        return error(409, "index_model_mismatch", message_of(exc))
 
     @app.exception_handler(ValueError)
     async def bad_value(_: Request, exc: ValueError) -> JSONResponse:
-        return error(400, "bad_request", _message(exc))
+        return error(400, "bad_request", message_of(exc))
 
     @app.exception_handler(asyncio.TimeoutError)
     async def timeout(_: Request, exc: asyncio.TimeoutError) -> JSONResponse:
         return error(503, "timeout", "the service did not answer in time; try again")
 
 
-def _message(exc: BaseException) -> str:
+def message_of(exc: BaseException) -> str:
     # A RayTaskError's str() carries the remote traceback; the cause's own message is what users need.
     cause = getattr(exc, "cause", None)
     return str(cause if isinstance(cause, BaseException) else exc).strip().splitlines()[-1][:500]

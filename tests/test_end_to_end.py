@@ -189,26 +189,52 @@ def test_the_openai_client_library_works_against_the_service(service: str) -> No
     assert COLLECTION in {m.id for m in client.models.list().data}
 
 
-@pytest.fixture(scope="module")
-def broken_generator_service(service: str, settings: Settings) -> Iterator[str]:
-    """A second app whose generator really fails: an OpenAI-compatible server that is not there."""
+def _second_app(service: str, settings: Settings, name: str, **updates: object) -> str:
+    """Another app beside the main one, on the same HTTP port under /NAME, holding no CPUs."""
     from serving import runner
 
     port = int(service.rsplit(":", 1)[1])
-    broken = settings.model_copy(
-        update={
-            "default_collection": COLLECTION,
-            "port": port,
-            "generator": "openai",
-            "openai_base_url": f"http://127.0.0.1:{free_port()}/v1",
-        }
-    )
-    zero = {"ray_actor_options": {"num_cpus": 0}}  # the first app holds the CPUs
+    app_settings = settings.model_copy(update={"default_collection": COLLECTION, "port": port, **updates})
+    zero = {"ray_actor_options": {"num_cpus": 0}}  # the main app holds the CPUs
     names = ("ChatIngress", "QueryEmbedder", "RetrieverService", "GeneratorService")
-    yield runner.start(broken, {n: zero for n in names}, name="broken", route_prefix="/broken")
+    return runner.start(app_settings, {n: zero for n in names}, name=name, route_prefix=f"/{name}")
+
+
+@pytest.fixture(scope="module")
+def broken_generator_service(service: str, settings: Settings) -> Iterator[str]:
+    """A second app whose generator really fails: an OpenAI-compatible server that is not there."""
     from ray import serve
 
+    yield _second_app(
+        service, settings, "broken", generator="openai", openai_base_url=f"http://127.0.0.1:{free_port()}/v1"
+    )
     serve.delete("broken")
+
+
+def test_the_openai_compatible_backend_against_a_real_server(service: str, settings: Settings) -> None:
+    """Generation through RAGLINE_GENERATOR=openai, served by a real OpenAI-compatible server:
+    the main app's /v1/chat/completions."""
+    from ray import serve
+
+    relay = _second_app(
+        service,
+        settings,
+        "relay",
+        generator="openai",
+        openai_base_url=f"{service}/v1",
+        generator_model=COLLECTION,
+    )
+    try:
+        r = httpx.post(
+            f"{relay}/v1/chat", json={"message": "How is black tea made?", "max_tokens": 40}, timeout=300
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["degraded"] is False, body["degraded_reason"]
+        assert body["answer"] and body["model"] == COLLECTION
+        assert body["usage"]["completion_tokens"] > 0
+    finally:
+        serve.delete("relay")
 
 
 def test_a_failing_generator_degrades_to_passages(broken_generator_service: str) -> None:

@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
@@ -153,15 +153,21 @@ class RetrieverService:
         top_k: int | None,
         mode: str | None,
         filters: dict[str, Any] | None,
-    ) -> list[dict[str, Any]]:
+    ) -> dict[str, Any]:
+        """{"hits": [...], "mode": the mode used, "version": "<table>@v<n>/<mode>"}."""
         r = self._get(collection)
         if model_hash and model_hash != r.model.path_hash:
             raise errors.IndexModelMismatchError(
                 f"collection {collection!r} was embedded with {r.model.name} ({r.model.path_hash[:8]}); "
                 f"the query embedder runs another model ({model_hash[:8]}): re-embed or change the model"
             )
-        hits = r.retrieve(query, vector, top_k=top_k, mode=mode, filters=filters)  # type: ignore[arg-type]
-        return [h.to_dict() for h in hits]
+        used = mode or r.config.mode
+        hits = r.retrieve(query, vector, top_k=top_k, mode=used, filters=filters)  # type: ignore[arg-type]
+        return {
+            "hits": [h.to_dict() for h in hits],
+            "mode": used,
+            "version": f"{r.table.name}@v{r.table_version}/{used}",
+        }
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=4)
@@ -234,6 +240,18 @@ class GeneratorService:
         }
 
 
+@dataclass
+class _Turn:
+    """What one chat request has gathered before generation."""
+
+    collection: str
+    session_id: str
+    history: list[dict[str, str]]
+    hits: list[dict[str, Any]]
+    config_version: str
+    timings: Timings
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -266,34 +284,58 @@ class ChatIngress:
         mode: str | None,
         filters: dict[str, Any] | None,
         timings: Timings,
-    ) -> list[dict[str, Any]]:
+    ) -> dict[str, Any]:
         t = time.perf_counter()
         vector: Any = None
         model_hash = None
-        if (mode or self.settings.retrieval_mode) != "text":
+        # Embed unless this request asks for text only: the retriever's default mode can change live.
+        if mode != "text":
             if self._model_hash is None:  # fixed for the embedder's lifetime: ask once
                 self._model_hash = await self.embedder.model_hash.remote()
             model_hash = self._model_hash
             # Passed on unresolved: Serve hands the vector to the retriever without a trip back here.
             vector = self.embedder.remote(query)
-        hits = await self.retriever.search.remote(collection, query, vector, model_hash, top_k, mode, filters)
+        found = await self.retriever.search.remote(
+            collection, query, vector, model_hash, top_k, mode, filters
+        )
         timings.retrieval_ms = _ms(t)  # query embedding + search
-        return hits
+        return found
 
-    async def _config_version(self, collection: str) -> str:
-        d = await self.retriever.describe.remote(collection)
-        return f"{d['table']}@v{d['table_version']}/{d['mode']}/prompt-{PROMPT_VERSION}"
-
-    async def _prepare(
-        self, req: ChatRequest
-    ) -> tuple[str, str, list[dict[str, str]], list[dict[str, Any]], Timings]:
+    async def _prepare(self, req: ChatRequest) -> _Turn:
         collection = self._collection(req.collection)
         session_id = req.session_id or uuid.uuid4().hex
         history = self.sessions.history(session_id) if req.session_id else []
         timings = Timings()
-        query = condense(req.message, history)
-        hits = await self._retrieve(collection, query, req.top_k, None, req.filters, timings)
-        return collection, session_id, history, hits, timings
+        found = await self._retrieve(
+            collection, condense(req.message, history), req.top_k, None, req.filters, timings
+        )
+        version = f"{found['version']}/prompt-{PROMPT_VERSION}"
+        return _Turn(collection, session_id, history, found["hits"], version, timings)
+
+    def _finish(
+        self,
+        req: ChatRequest,
+        turn: _Turn,
+        answer: str,
+        used: int,
+        usage: Usage,
+        model: str,
+        degraded_reason: str | None,
+    ) -> ChatResponse:
+        """The response of a chat turn, recorded in the session (both the plain and the streamed path)."""
+        response = ChatResponse(
+            answer=answer,
+            sources=[Source(**_source(h)) for h in turn.hits[:used]],
+            session_id=turn.session_id,
+            usage=usage,
+            timings=turn.timings,
+            config_version=turn.config_version,
+            model=model,
+            degraded=degraded_reason is not None,
+            degraded_reason=degraded_reason,
+        )
+        response.message_id = self._record(turn.session_id, req.message, response)
+        return response
 
     def _record(self, session_id: str, question: str, response: ChatResponse) -> str:
         self.sessions.append(session_id, "user", question)
@@ -310,12 +352,14 @@ class ChatIngress:
     async def chat(self, req: ChatRequest) -> Any:
         if req.stream:
             return StreamingResponse(self._chat_events(req), media_type="text/event-stream")
-        collection, session_id, history, hits, timings = await self._prepare(req)
+        turn = await self._prepare(req)
         t = time.perf_counter()
         degraded_reason = None
         try:
             out = await asyncio.wait_for(
-                self.generator.answer.remote(req.message, hits, history, req.max_tokens, req.temperature),
+                self.generator.answer.remote(
+                    req.message, turn.hits, turn.history, req.max_tokens, req.temperature
+                ),
                 timeout=self.settings.generation_timeout_s,
             )
             answer, used, model = out["text"], out["used"], out["model"]
@@ -323,26 +367,14 @@ class ChatIngress:
         except Exception as exc:  # degrade on any generator failure or timeout, never fail the request
             errors.log.warning("generation failed, answering with passages: %s", exc)
             degraded_reason = errors.message_of(exc) or type(exc).__name__
-            answer, used, usage, model = _degraded_answer(hits), len(hits), Usage(), "none"
-        timings.generation_ms = _ms(t)
-        response = ChatResponse(
-            answer=answer,
-            sources=[Source(**_source(h)) for h in hits[:used]],
-            session_id=session_id,
-            usage=usage,
-            timings=timings,
-            config_version=await self._config_version(collection),
-            model=model,
-            degraded=degraded_reason is not None,
-            degraded_reason=degraded_reason,
-        )
-        response.message_id = self._record(session_id, req.message, response)
-        return response
+            answer, used, usage, model = _degraded_answer(turn.hits), len(turn.hits), Usage(), "none"
+        turn.timings.generation_ms = _ms(t)
+        return self._finish(req, turn, answer, used, usage, model, degraded_reason)
 
     async def _chat_events(self, req: ChatRequest) -> AsyncIterator[str]:
         """Server-sent events: `token` events, then one `done` event with the whole response."""
         try:
-            collection, session_id, history, hits, timings = await self._prepare(req)
+            turn = await self._prepare(req)
         except Exception as exc:
             yield _sse("error", {"error": {"code": "bad_request", "message": errors.message_of(exc)}})
             return
@@ -352,7 +384,7 @@ class ChatIngress:
         degraded_reason = None
         try:
             stream = self.generator.options(stream=True).stream.remote(
-                req.message, hits, history, req.max_tokens, req.temperature
+                req.message, turn.hits, turn.history, req.max_tokens, req.temperature
             )
             async for item in stream:
                 if "text" in item:
@@ -362,25 +394,18 @@ class ChatIngress:
                     done = item["done"]
         except Exception as exc:
             degraded_reason = errors.message_of(exc) or type(exc).__name__
-        timings.generation_ms = _ms(t)
+        turn.timings.generation_ms = _ms(t)
         if done is None and degraded_reason is None:
             degraded_reason = "the generator ended without finishing"
-        answer = cut_at_stop("".join(pieces)) if degraded_reason is None else _degraded_answer(hits)
-        used = done["used"] if done else len(hits)
-        response = ChatResponse(
-            answer=answer,
-            sources=[Source(**_source(h)) for h in hits[:used]],
-            session_id=session_id,
-            usage=Usage(prompt_tokens=done["prompt_tokens"], completion_tokens=done["completion_tokens"])
-            if done
-            else Usage(),
-            timings=timings,
-            config_version=await self._config_version(collection),
-            model=done["model"] if done else "none",
-            degraded=degraded_reason is not None,
-            degraded_reason=degraded_reason,
-        )
-        response.message_id = self._record(session_id, req.message, response)
+        if done is None or degraded_reason is not None:
+            response = self._finish(
+                req, turn, _degraded_answer(turn.hits), len(turn.hits), Usage(), "none", degraded_reason
+            )
+        else:
+            usage = Usage(prompt_tokens=done["prompt_tokens"], completion_tokens=done["completion_tokens"])
+            response = self._finish(
+                req, turn, cut_at_stop("".join(pieces)), done["used"], usage, done["model"], None
+            )
         yield _sse("done", response.model_dump())
 
     @api.post("/v1/feedback", response_model=FeedbackResponse)
@@ -395,11 +420,11 @@ class ChatIngress:
     async def search(self, req: SearchRequest) -> SearchResponse:
         collection = self._collection(req.collection)
         timings = Timings()
-        hits = await self._retrieve(collection, req.query, req.top_k, req.mode, req.filters, timings)
+        found = await self._retrieve(collection, req.query, req.top_k, req.mode, req.filters, timings)
         return SearchResponse(
-            results=[Source(**_source(h)) for h in hits],
+            results=[Source(**_source(h)) for h in found["hits"]],
             collection=collection,
-            mode=req.mode or self.settings.retrieval_mode,
+            mode=found["mode"],
             timings=timings,
         )
 

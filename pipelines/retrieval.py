@@ -43,6 +43,9 @@ class RetrievalConfig:
     vector_weight: float = 1.0
     text_weight: float = 1.0
     candidates: int = 30  # per ranking, before fusion
+    # ANN search knobs; used only when the index table has an ANN index (None = LanceDB's default)
+    nprobes: int | None = None
+    refine_factor: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -80,6 +83,8 @@ def rrf_fuse(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float
 class Retriever:
     """Searches one collection's active index table."""
 
+    champion_version: str | None = None  # the registered champion this config came from, if any
+
     def __init__(self, store: Store, collection: str, config: RetrievalConfig | None = None) -> None:
         self.store = store
         self.collection = collection
@@ -87,11 +92,24 @@ class Retriever:
         self.table = store.active_index(collection)
         self.model: ModelInfo = Store.model_of(self.table)
 
+    @classmethod
+    def champion(
+        cls, store: Store, collection: str, base: RetrievalConfig | None = None, **override: Any
+    ) -> Retriever:
+        """The retriever serving uses: BASE (settings), then the collection's promoted champion
+        parameters, then OVERRIDE (an operator's live change) on top."""
+        champion = store.champion(collection) or {}
+        params = {**asdict(base or RetrievalConfig()), **champion.get("retrieval", {}), **override}
+        retriever = cls(store, collection, RetrievalConfig(**params))
+        retriever.champion_version = champion.get("version")
+        return retriever
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "collection": self.collection,
             "table": self.table.name,
             "model": asdict(self.model),
+            "champion_version": self.champion_version,
             **asdict(self.config),
         }
 
@@ -138,6 +156,10 @@ class Retriever:
         if vector.shape != (self.model.dim,):
             raise ValueError(f"query vector has shape {vector.shape}, index expects ({self.model.dim},)")
         q = self.table.search(vector, vector_column_name="vector").distance_type("cosine").limit(n)
+        if self.config.nprobes:
+            q = q.nprobes(self.config.nprobes)
+        if self.config.refine_factor:
+            q = q.refine_factor(self.config.refine_factor)
         if where:
             q = q.where(where, prefilter=True)
         return q.select([*_COLUMNS, "_distance"]).to_list()

@@ -30,7 +30,18 @@ def write_sample_corpus(dest: Path, include_python_reference: bool = True) -> li
                 record = {"_id": f"pydoc-{key}", "title": _title(key), "text": topics[key], "topic": key}
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         sources.append(jsonl)
+    write_sample_evalset(dest / "eval")
     return sources
+
+
+def write_sample_evalset(dest: Path) -> Path:
+    """The hand-checked evaluation set of the sample corpus (BEIR layout; qrels name pydoc topics)."""
+    bundled = files("pipelines") / "sample_eval"
+    for rel in ("queries.jsonl", "answers.jsonl", "qrels/test.tsv", "README.md"):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((bundled / rel).read_bytes())
+    return dest
 
 
 def _title(key: str) -> str:

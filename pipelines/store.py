@@ -3,7 +3,8 @@
 - `documents`, `chunks`, `quarantine`: written by ingestion;
 - `index_<model tag>`: vectors + text + metadata for one embedding model, with an ANN index
   (above a size threshold) and a full-text index. Two models never share an index table.
-The collection's active index table is recorded in the `ragline_collections` table.
+The collection's active index table, and its promoted champion config (MLflow registry alias
+`champion`), are recorded in the `ragline_collections` table, which serving re-reads every few seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ REGISTRY_SCHEMA = pa.schema(
         ("index_table", pa.string()),
         ("model", pa.string()),
         ("updated_at", pa.timestamp("us", tz="UTC")),
+        # JSON of the promoted champion: {"name", "version", "retrieval": {...}, "index_table", ...}
+        ("champion", pa.string()),
     ]
 )
 ANN_MIN_ROWS = 5000  # below this, flat search is exact and fast enough (FACTS.md: 10 ms at 10k rows)
@@ -139,34 +142,62 @@ class Store:
             raise ValueError(f"table {table.name} records no embedding model")
         return ModelInfo(**json.loads(raw))
 
+    def _registry(self) -> Any:
+        if REGISTRY not in self._names():
+            return self.db.create_table(REGISTRY, schema=REGISTRY_SCHEMA, exist_ok=True)
+        reg = self.db.open_table(REGISTRY)
+        self._add_missing_columns(reg, REGISTRY_SCHEMA)  # registries written before champions existed
+        return reg
+
+    def _registry_row(self, collection: str) -> dict[str, Any] | None:
+        if REGISTRY not in self._names():
+            return None
+        rows = self._registry().search().where(f"collection = {sql_str(collection)}").limit(1).to_list()
+        return rows[0] if rows else None
+
+    def _write_registry(self, row: dict[str, Any]) -> None:
+        self.upsert(self._registry(), pa.Table.from_pylist([row], schema=REGISTRY_SCHEMA), key="collection")
+
     def set_active_index(self, collection: str, table_name: str, model: ModelInfo) -> None:
-        reg = self.db.create_table(REGISTRY, schema=REGISTRY_SCHEMA, exist_ok=True)
-        row = pa.Table.from_pylist(
-            [
-                {
-                    "collection": collection,
-                    "index_table": table_name,
-                    "model": json.dumps(asdict(model)),
-                    "updated_at": datetime.now(UTC),
-                }
-            ],
-            schema=REGISTRY_SCHEMA,
+        """Record the index a fresh embed run built; a promoted champion stays promoted."""
+        previous = self._registry_row(collection) or {}
+        self._write_registry(
+            {
+                "collection": collection,
+                "index_table": table_name,
+                "model": json.dumps(asdict(model)),
+                "updated_at": datetime.now(UTC),
+                "champion": previous.get("champion"),
+            }
         )
-        self.upsert(reg, row, key="collection")
+
+    def set_champion(self, collection: str, champion: dict[str, Any] | None) -> None:
+        """Promote a config for serving (None demotes). `champion["index_table"]`, when given, is the
+        index table built with the champion's chunking; it must exist."""
+        row = self._registry_row(collection)
+        if row is None:
+            raise CollectionNotFoundError(f"collection {collection!r} has no index to promote a config for")
+        table = (champion or {}).get("index_table")
+        if table and table not in self._names():
+            raise CollectionNotFoundError(f"champion index table {table!r} does not exist")
+        row["champion"] = json.dumps(champion) if champion else None
+        row["updated_at"] = datetime.now(UTC)
+        self._write_registry(row)
+
+    def champion(self, collection: str) -> dict[str, Any] | None:
+        row = self._registry_row(collection)
+        return json.loads(row["champion"]) if row and row.get("champion") else None
 
     def active_index(self, collection: str) -> Any:
-        """The collection's index table that serving and evaluation query."""
+        """The index table that serving and evaluation query: the champion's, else the latest built."""
         validate_collection(collection)
-        if REGISTRY in self._names():
-            rows = (
-                self.db.open_table(REGISTRY)
-                .search()
-                .where(f"collection = {sql_str(collection)}")
-                .limit(1)
-                .to_list()
-            )
-            if rows and rows[0]["index_table"] in self._names():
-                return self.db.open_table(rows[0]["index_table"])
+        row = self._registry_row(collection)
+        if row is not None:
+            names = self._names()
+            champion_table = (json.loads(row["champion"]) if row.get("champion") else {}).get("index_table")
+            for name in (champion_table, row["index_table"]):
+                if name and name in names:
+                    return self.db.open_table(name)
         raise CollectionNotFoundError(
             f"collection {collection!r} has no index (run `ragline embed -c {collection}` first)"
         )

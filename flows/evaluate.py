@@ -1,0 +1,191 @@
+"""Evaluate: an evaluation set (BEIR layout) → the serving retriever (+ generator) → metrics →
+an MLflow run with the dataset and artifacts, linked from the Prefect run."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from data_contracts import check_evalset
+from pipelines import evalsets, tracking
+from pipelines.embedding import Embedder
+from pipelines.evalsets import EvalSet, Split
+from pipelines.evaluation import EvalOptions, EvalReport, Evaluator
+from pipelines.generation import Generator, make_generator
+from pipelines.retrieval import RetrievalConfig, Retriever
+from pipelines.settings import Settings, get_settings, validate_collection
+from pipelines.store import Store
+from pipelines.variants import Chunking
+
+HEADLINE = ("ndcg@10", "recall@10", "mrr@10", "precision@10", "hit_rate@1")
+
+
+def artifact_key(collection: str, what: str) -> str:
+    return f"{collection}-{what}".replace("_", "-")  # Prefect keys: lowercase, digits, dashes
+
+
+@lru_cache(maxsize=2)
+def shared_embedder(model_path: str | None) -> Embedder:
+    """Loaded once per process: every trial of a search uses the same query encoder."""
+    return Embedder(model_path, threads=None)
+
+
+@lru_cache(maxsize=1)
+def shared_generator() -> Generator | None:
+    return make_generator(get_settings())
+
+
+def base_retrieval(settings: Settings) -> RetrievalConfig:
+    return RetrievalConfig(
+        mode=settings.retrieval_mode,
+        top_k=settings.top_k,
+        rrf_k=settings.rrf_k,
+        vector_weight=settings.vector_weight,
+        text_weight=settings.text_weight,
+    )
+
+
+def base_chunking(settings: Settings) -> Chunking:
+    return Chunking(settings.chunk_tokens, settings.chunk_overlap)
+
+
+@task(name="load-evaluation-set", cache_policy=NO_CACHE)
+def load_evalset(dataset: str, collection: str) -> tuple[EvalSet, dict[str, Any]]:
+    """Read the BEIR folder and hold it to the eval-set contract; rejected rows are reported."""
+    queries, qrels, answers, corpus_ids = evalsets.read_raw(dataset)
+    store = Store(get_settings().lancedb_location)
+    doc_ids = store.documents(collection).to_arrow().column("id").to_pylist()
+    check = check_evalset(queries, qrels, doc_ids)
+    log = get_run_logger()
+    for row in check.rejected.head(20).iter_rows(named=True):
+        log.warning("evaluation set: %s row %r left out: %s", row["table"], row["row"], row["reason"])
+    evalset = evalsets.build(dataset, check.queries, check.qrels, answers, corpus_ids)
+    return evalset, {**check.counts, "rejected_rows": check.rejected.to_dicts()}
+
+
+def make_evaluator(
+    settings: Settings,
+    collection: str,
+    retrieval: RetrievalConfig | None = None,
+    chunking: Chunking | None = None,
+    *,
+    generate: bool = False,
+    max_answers: int | None = None,
+) -> Evaluator:
+    """An evaluator of COLLECTION as serving sees it (its champion, if any), or of RETRIEVAL."""
+    store = Store(settings.lancedb_location)
+    if retrieval is None:
+        retriever = Retriever.champion(store, collection, base_retrieval(settings))
+        champion = store.champion(collection) or {}
+        chunking = Chunking(**champion["chunking"]) if champion.get("chunking") else chunking
+    else:
+        retriever = Retriever(store, collection, retrieval)
+    chunk = chunking or base_chunking(settings)
+    options = EvalOptions(
+        generate=generate,
+        max_answers=max_answers,
+        context_tokens=settings.context_tokens,
+        max_new_tokens=settings.max_new_tokens,
+    )
+    return Evaluator(
+        retriever,
+        shared_embedder(settings.embedding_model),
+        shared_generator() if generate else None,
+        options,
+        chunking={"tokens": chunk.tokens, "overlap": chunk.overlap},
+    )
+
+
+@task(name="run-evaluation", cache_policy=NO_CACHE)
+def run_evaluation(evaluator: Evaluator, evalset: EvalSet) -> EvalReport:
+    log = get_run_logger()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 25 == 0:
+            log.info("evaluated %d / %d queries", done, total)
+
+    return evaluator.run(evalset, progress)
+
+
+def summary(report: EvalReport) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in report.metrics.items()}
+
+
+def publish(collection: str, report: EvalReport, run_id: str, exp_id: str, title: str) -> str:
+    """The Prefect side of a run: a link to it in MLflow and the headline metrics."""
+    url = tracking.run_url(get_settings(), exp_id, run_id)
+    create_link_artifact(
+        url, link_text=f"MLflow run {run_id[:8]}", key=artifact_key(collection, "evaluation-run")
+    )
+    rows = [f"| {k} | {report.metrics[k]:.4f} |" for k in HEADLINE if k in report.metrics]
+    create_markdown_artifact(
+        "\n".join(
+            [
+                f"# {title}",
+                f"[MLflow run]({url}) · {report.dataset['queries']} queries · "
+                f"mode `{report.params.get('retrieval_mode')}` · index `{report.params['index_table']}`",
+                "",
+                "| metric | value |",
+                "|---|---|",
+                *rows,
+                "",
+                f"{report.failures.height} failure(s) logged as `failures.csv`.",
+            ]
+        ),
+        key=artifact_key(collection, "evaluation"),
+    )
+    return url
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(
+    collection: str,
+    dataset: str,
+    mode: str | None = None,
+    generate: bool = False,
+    max_answers: int | None = None,
+    split: Split = "all",
+) -> dict[str, Any]:
+    """Score COLLECTION on the BEIR-layout evaluation set at DATASET with the retriever serving uses
+    (its champion config, unless MODE overrides the retrieval mode); log an MLflow run."""
+    settings = get_settings()
+    validate_collection(collection)
+    evalset, checked = load_evalset(dataset, collection)
+    evalset = evalset.split(split)
+    retrieval = None
+    if mode is not None:
+        store = Store(settings.lancedb_location)
+        champion = Retriever.champion(store, collection, base_retrieval(settings)).config
+        retrieval = RetrievalConfig(**{**champion.__dict__, "mode": mode})
+    evaluator = make_evaluator(settings, collection, retrieval, generate=generate, max_answers=max_answers)
+    report = run_evaluation(evaluator, evalset)
+    with tracking.run(settings, collection, f"evaluate-{report.params['retrieval_mode']}") as run:
+        tracking.log_report(report, evalset)
+        import mlflow
+
+        mlflow.log_metrics(
+            {"rejected_queries": checked["rejected_queries"], "rejected_qrels": checked["rejected_qrels"]}
+        )
+        if checked["rejected_rows"]:
+            mlflow.log_dict({"rejected": checked["rejected_rows"]}, "rejected_rows.json")
+    url = publish(
+        collection, report, run.info.run_id, run.info.experiment_id, f"Evaluation of `{collection}`"
+    )
+    return {
+        "collection": collection,
+        "dataset": str(dataset),
+        "split": split,
+        "queries": evalset.queries.height,
+        "metrics": summary(report),
+        "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},
+        "failures": report.failures.height,
+        "mlflow_run_id": run.info.run_id,
+        "mlflow_experiment_id": run.info.experiment_id,
+        "mlflow_url": url,
+        "flow_run_id": str(flow_run.id or "local"),
+    }

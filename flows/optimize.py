@@ -1,0 +1,305 @@
+"""Optimize: evaluate the incumbent → search configs (Optuna, nested MLflow runs) on the search
+split → score the winner and the incumbent on the held-out split → promote the winner to the
+collection's `champion` (MLflow registry alias + the serving registry) only if it is better there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from data_contracts import check_index_rows, chunks_suite, validate
+from flows.evaluate import (
+    artifact_key,
+    base_chunking,
+    base_retrieval,
+    load_evalset,
+    make_evaluator,
+    publish,
+    summary,
+)
+from pipelines import tracking
+from pipelines.embedding import embed_collection
+from pipelines.evalsets import EvalSet
+from pipelines.evaluation import EvalReport
+from pipelines.ingest import quarantine_frame, write_quarantine
+from pipelines.optimization import Candidate, SearchSpace, Trial, best, search
+from pipelines.ray_runtime import ensure_ray
+from pipelines.settings import Settings, get_settings, validate_collection
+from pipelines.store import ANN_MIN_ROWS, Store
+from pipelines.variants import Chunking, chunk_variant, variant_name, write_variant_chunks
+
+
+@task(name="build-chunking-variant", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)
+def build_variant(collection: str, chunking: Chunking) -> str:
+    """The collection whose index has CHUNKING: the parent itself, or a variant built (once) from
+    the parent's documents, through the same chunk and index-row contracts as ingestion."""
+    settings = get_settings()
+    if chunking == base_chunking(settings):
+        return collection
+    store = Store(settings.lancedb_location)
+    name = variant_name(collection, chunking)
+    chunks = chunk_variant(store, collection, chunking, settings.embedding_model, settings.min_chunk_tokens)
+    doc_ids = chunks["doc_id"].unique().to_list()
+    checked = validate(chunks, chunks_suite(settings.min_chunk_tokens, chunking.tokens, doc_ids))
+    write_variant_chunks(store, collection, name, checked.valid)
+    if checked.rejected.height:
+        write_quarantine(
+            store, name, quarantine_frame(checked.rejected, "chunks", str(flow_run.id or "local"))
+        )
+    ensure_ray(settings)
+    result = embed_collection(
+        store,
+        name,
+        model_path=settings.embedding_model,
+        device=settings.embed_device,
+        batch_size=settings.embed_batch_size,
+        actors=settings.embed_actors,
+        gpus_per_actor=settings.embed_gpus_per_actor,
+        check=check_index_rows,
+    )
+    get_run_logger().info(
+        "variant %s (%s): %d chunks embedded, %d already there",
+        name,
+        chunking.label,
+        result.embedded,
+        result.skipped,
+    )
+    return name
+
+
+def evaluate_candidate(
+    settings: Settings,
+    collection: str,
+    candidate: Candidate,
+    evalset: EvalSet,
+    generate: bool,
+    max_answers: int | None,
+) -> EvalReport:
+    target = build_variant(collection, candidate.chunking)
+    evaluator = make_evaluator(
+        settings, target, candidate.retrieval, candidate.chunking, generate=generate, max_answers=max_answers
+    )
+    return evaluator.run(evalset)
+
+
+def incumbent(settings: Settings, collection: str) -> tuple[Candidate, dict[str, Any] | None]:
+    """The config to beat: the registered champion, else the settings' defaults."""
+    champ = tracking.current_champion(settings, collection)
+    if champ and champ["config"]:
+        return Candidate.from_dict(champ["config"]), champ
+    return Candidate(base_chunking(settings), base_retrieval(settings)), None
+
+
+@task(name="search-configs", cache_policy=NO_CACHE)
+def search_configs(
+    collection: str,
+    search_set: EvalSet,
+    trials: int,
+    metric: str,
+    budget_ms: float,
+    space: SearchSpace,
+    generate: bool,
+    max_answers: int | None,
+    parent_run_id: str,
+) -> list[Trial]:
+    settings = get_settings()
+    log = get_run_logger()
+
+    def on_trial(t: Trial) -> None:
+        log.info(
+            "trial %d/%d: %s=%.4f p95=%.1f ms %s",
+            t.number + 1,
+            trials,
+            metric,
+            t.score,
+            t.p95_ms,
+            t.candidate.params(),
+        )
+
+    with mlflow.start_run(run_id=parent_run_id):
+        return search(
+            settings,
+            collection,
+            lambda c, s: evaluate_candidate(settings, collection, c, s, generate, max_answers),
+            search_set,
+            trials=trials,
+            metric=metric,
+            budget_ms=budget_ms,
+            space=space,
+            base=base_retrieval(settings),
+            on_trial=on_trial,
+        )
+
+
+@task(name="score-on-holdout", cache_policy=NO_CACHE)
+def score_holdout(
+    collection: str,
+    candidate: Candidate,
+    holdout: EvalSet,
+    label: str,
+    generate: bool,
+    max_answers: int | None,
+    parent_run_id: str,
+) -> tuple[EvalReport, str]:
+    settings = get_settings()
+    report = evaluate_candidate(settings, collection, candidate, holdout, generate, max_answers)
+    with (
+        mlflow.start_run(run_id=parent_run_id),
+        tracking.run(settings, collection, f"holdout-{label}", nested=True) as run,
+    ):
+        tracking.log_report(report, holdout)
+        mlflow.log_param("chunking", candidate.chunking.label)
+    return report, run.info.run_id
+
+
+@task(name="promote-champion", cache_policy=NO_CACHE)
+def promote(
+    collection: str,
+    winner: Candidate,
+    scores: dict[str, float],
+    metric: str,
+    parent_run_id: str,
+) -> dict[str, str]:
+    """Register the winner in MLflow (alias `champion`) and point serving at it."""
+    settings = get_settings()
+    target = build_variant(collection, winner.chunking)
+    store = Store(settings.lancedb_location)
+    with mlflow.start_run(run_id=parent_run_id):
+        registered = tracking.register_champion(settings, collection, winner.to_dict(), scores, metric)
+    index_table = store.active_index(target).name if target != collection else None
+    store.set_champion(
+        collection,
+        {
+            **registered,
+            **winner.to_dict(),
+            "index_table": index_table,
+            "metric": metric,
+            "score": scores[metric],
+        },
+    )
+    return registered
+
+
+@flow(name="optimize", log_prints=True)
+def optimize_flow(
+    collection: str,
+    dataset: str,
+    trials: int = 20,
+    metric: str = "ndcg@10",
+    latency_budget_ms: float = 250.0,
+    chunking: bool = True,
+    generate: bool = False,
+    max_answers: int | None = None,
+    holdout_share: float = 0.4,
+) -> dict[str, Any]:
+    """Search COLLECTION's RAG configs on the search split of DATASET, check the best on the held-out
+    split, and promote it to champion if it beats the current one there."""
+    settings = get_settings()
+    validate_collection(collection)
+    log = get_run_logger()
+    evalset, checked = load_evalset(dataset, collection)
+    search_set, holdout = evalset.split("search", holdout_share), evalset.split("holdout", holdout_share)
+    if search_set.queries.is_empty() or holdout.queries.is_empty():
+        raise ValueError(f"the evaluation set is too small to split ({evalset.queries.height} queries)")
+    store = Store(settings.lancedb_location)
+    base = base_chunking(settings)
+    space = SearchSpace(
+        chunkings=SearchSpace().chunkings if chunking else (base,),
+        top_k=(3, 8) if generate else None,
+        ann=store.active_index(collection).count_rows() >= ANN_MIN_ROWS,
+    )
+    if base not in space.chunkings:
+        space = SearchSpace(**{**space.__dict__, "chunkings": (*space.chunkings, base)})
+    current, champ = incumbent(settings, collection)
+
+    with tracking.run(settings, collection, "optimize", tags={"ragline.kind": "optimize"}) as parent:
+        mlflow.log_params(
+            {
+                "metric": metric,
+                "trials": trials,
+                "latency_budget_ms": latency_budget_ms,
+                "holdout_share": holdout_share,
+                "search_queries": search_set.queries.height,
+                "holdout_queries": holdout.queries.height,
+                "eval_digest": evalset.digest,
+                "space": str(space.to_dict())[:500],
+            }
+        )
+        parent_id = parent.info.run_id
+    done = search_configs(
+        collection, search_set, trials, metric, latency_budget_ms, space, generate, max_answers, parent_id
+    )
+    winner = best(done)
+    best_report, best_run = score_holdout(
+        collection, winner.candidate, holdout, "best", generate, max_answers, parent_id
+    )
+    inc_report, _ = score_holdout(collection, current, holdout, "incumbent", generate, max_answers, parent_id)
+    new, old = best_report.metrics.get(metric, 0.0), inc_report.metrics.get(metric, 0.0)
+    # The first champion only has to match the defaults; a later one must beat the champion.
+    promoted = new > old or (champ is None and new >= old)
+    reason = (
+        f"held-out {metric} {new:.4f} vs {'champion v' + champ['version'] if champ else 'defaults'} {old:.4f}"
+    )
+    champion: dict[str, str] | None = champ and {"name": champ["name"], "version": champ["version"]}
+    if promoted:
+        champion = promote(collection, winner.candidate, best_report.metrics, metric, parent_id)
+        log.info("promoted %s v%s: %s", champion["name"], champion["version"], reason)
+    else:
+        log.info("kept the current champion: %s", reason)
+    with mlflow.start_run(run_id=parent_id):
+        mlflow.log_metrics(
+            {
+                f"search_{tracking.metric_key(metric)}": winner.score,
+                f"holdout_{tracking.metric_key(metric)}": new,
+                f"incumbent_holdout_{tracking.metric_key(metric)}": old,
+                "promoted": float(promoted),
+            }
+        )
+        mlflow.log_dict(winner.to_dict(), "best_config.json")
+        trials_frame = pl.DataFrame(
+            [{"trial": t.number, "score": t.score, "p95_ms": t.p95_ms, **t.candidate.params()} for t in done]
+        )
+        mlflow.log_table(trials_frame.to_pandas(), artifact_file="trials.json")
+    create_table_artifact(
+        [
+            {
+                "trial": t.number,
+                metric: round(t.score, 4),
+                "p95_ms": round(t.p95_ms, 1),
+                **t.candidate.params(),
+            }
+            for t in done
+        ],
+        key=artifact_key(collection, "optimize-trials"),
+        description=f"Optuna trials on the search split; promoted: {promoted} ({reason})",
+    )
+    url = publish(
+        collection,
+        best_report,
+        best_run,
+        parent.info.experiment_id,
+        f"Best config of `{collection}` (held out)",
+    )
+    return {
+        "collection": collection,
+        "dataset": str(dataset),
+        "trials": len(done),
+        "best": {
+            "params": winner.candidate.params(),
+            "metrics": {"search": {metric: round(winner.score, 4)}, "holdout": summary(best_report)},
+        },
+        "incumbent": {"params": current.params(), "holdout": {metric: round(old, 4)}},
+        "champion": champion,
+        "promoted": promoted,
+        "reason": reason,
+        "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},
+        "mlflow_run_id": parent_id,
+        "mlflow_url": url,
+        "flow_run_id": str(flow_run.id or "local"),
+    }

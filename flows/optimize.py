@@ -107,6 +107,7 @@ def search_configs(
     generate: bool,
     max_answers: int | None,
     parent_run_id: str,
+    start: Candidate,
 ) -> list[Trial]:
     settings = get_settings()
     log = get_run_logger()
@@ -133,6 +134,7 @@ def search_configs(
             budget_ms=budget_ms,
             space=space,
             base=base_retrieval(settings),
+            start=start,
             on_trial=on_trial,
         )
 
@@ -214,9 +216,10 @@ def optimize_flow(
         top_k=(3, 8) if generate else None,
         ann=store.active_index(collection).count_rows() >= ANN_MIN_ROWS,
     )
-    if base not in space.chunkings:
-        space = SearchSpace(**{**space.__dict__, "chunkings": (*space.chunkings, base)})
     current, champ = incumbent(settings, collection)
+    missing = tuple(c for c in dict.fromkeys([base, current.chunking]) if c not in space.chunkings)
+    if missing:
+        space = SearchSpace(**{**space.__dict__, "chunkings": (*space.chunkings, *missing)})
 
     with tracking.run(settings, collection, "optimize", tags={"ragline.kind": "optimize"}) as parent:
         mlflow.log_params(
@@ -233,7 +236,16 @@ def optimize_flow(
         )
         parent_id = parent.info.run_id
     done = search_configs(
-        collection, search_set, trials, metric, latency_budget_ms, space, generate, max_answers, parent_id
+        collection,
+        search_set,
+        trials,
+        metric,
+        latency_budget_ms,
+        space,
+        generate,
+        max_answers,
+        parent_id,
+        current,
     )
     winner = best(done)
     best_report, best_run = score_holdout(
@@ -241,16 +253,19 @@ def optimize_flow(
     )
     inc_report, _ = score_holdout(collection, current, holdout, "incumbent", generate, max_answers, parent_id)
     new, old = best_report.metrics.get(metric, 0.0), inc_report.metrics.get(metric, 0.0)
-    # The first champion only has to match the defaults; a later one must beat the champion.
-    promoted = new > old or (champ is None and new >= old)
-    reason = (
-        f"held-out {metric} {new:.4f} vs {'champion v' + champ['version'] if champ else 'defaults'} {old:.4f}"
-    )
+    against = f"champion v{champ['version']}" if champ else "the defaults"
+    reason = f"held-out {metric}: search winner {new:.4f} vs {against} {old:.4f}"
     champion: dict[str, str] | None = champ and {"name": champ["name"], "version": champ["version"]}
+    promoted = new > old or champ is None
     if promoted:
-        champion = promote(collection, winner.candidate, best_report.metrics, metric, parent_id)
+        # With no champion yet, the better of the winner and the defaults becomes the first one.
+        chosen, chosen_report = (winner.candidate, best_report) if new >= old else (current, inc_report)
+        champion = promote(collection, chosen, chosen_report.metrics, metric, parent_id)
+        if chosen is current:
+            reason += "; the defaults held up better and became the first champion"
         log.info("promoted %s v%s: %s", champion["name"], champion["version"], reason)
     else:
+        chosen = current
         log.info("kept the current champion: %s", reason)
     with mlflow.start_run(run_id=parent_id):
         mlflow.log_metrics(
@@ -261,7 +276,7 @@ def optimize_flow(
                 "promoted": float(promoted),
             }
         )
-        mlflow.log_dict(winner.to_dict(), "best_config.json")
+        mlflow.log_dict(winner.candidate.to_dict(), "best_config.json")
         trials_frame = pl.DataFrame(
             [{"trial": t.number, "score": t.score, "p95_ms": t.p95_ms, **t.candidate.params()} for t in done]
         )
@@ -295,7 +310,7 @@ def optimize_flow(
             "metrics": {"search": {metric: round(winner.score, 4)}, "holdout": summary(best_report)},
         },
         "incumbent": {"params": current.params(), "holdout": {metric: round(old, 4)}},
-        "champion": champion,
+        "champion": {**champion, "params": chosen.params()} if champion else None,
         "promoted": promoted,
         "reason": reason,
         "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},

@@ -8,6 +8,10 @@ from prefect import flow
 
 from flows.embed import embed_flow
 from flows.ingest import ingest_flow
+from flows.optimize import build_variant
+from pipelines.settings import get_settings
+from pipelines.store import Store
+from pipelines.variants import Chunking
 
 
 @flow(name="refresh", log_prints=True)
@@ -16,4 +20,9 @@ def refresh_flow(
 ) -> dict[str, Any]:
     ingest = ingest_flow(sources, collection, format)
     embed = embed_flow(collection, model)
-    return {"ingest": ingest, "embed": embed}
+    result = {"ingest": ingest, "embed": embed}
+    champion = Store(get_settings().lancedb_location).champion(collection) or {}
+    if champion.get("index_table"):
+        # The champion was chosen with its own chunking: bring that index up to date too.
+        result["champion_variant"] = build_variant(collection, Chunking(**champion["chunking"]))
+    return result

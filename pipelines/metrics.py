@@ -37,8 +37,10 @@ def retrieval_scores(
     from ranx import Qrels, Run, evaluate
 
     # ranx wants a score per document; a strictly decreasing one preserves the ranking exactly.
-    run = {q: {d: 1.0 / (i + 1) for i, d in enumerate(rankings.get(q, []))} for q in judged}
+    run = {q: {d: 1.0 / (i + 1) for i, d in enumerate(rankings[q])} for q in judged if rankings.get(q)}
     names = metric_names(ks)
+    if not run:  # ranx cannot build an empty run; nothing retrieved scores 0 everywhere
+        return {m: dict.fromkeys(judged, 0.0) for m in names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's type-safety notes from inside ranx
         ranx_run = Run(run)

@@ -64,6 +64,18 @@ class SearchSpace:
             params["refine_factor"] = trial.suggest_categorical("refine_factor", [1, 5, 10])
         return Candidate(chunking, RetrievalConfig(**{**asdict(base), **params}))
 
+    def trial_params(self, candidate: Candidate) -> dict[str, Any]:
+        """CANDIDATE as this space's trial parameters (to enqueue it as a trial of its own)."""
+        r = candidate.retrieval
+        params: dict[str, Any] = {"chunking": candidate.chunking.label, "mode": r.mode}
+        if r.mode == "hybrid":
+            params["rrf_k"] = min(max(r.rrf_k, self.rrf_k[0]), self.rrf_k[1])
+            ratio = r.vector_weight / r.text_weight if r.text_weight else self.vector_weight[1]
+            params["vector_weight"] = min(max(ratio, self.vector_weight[0]), self.vector_weight[1])
+        if self.top_k:
+            params["top_k"] = min(max(r.top_k, self.top_k[0]), self.top_k[1])
+        return params
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "chunkings": [c.label for c in self.chunkings],
@@ -104,9 +116,12 @@ def search(
     space: SearchSpace | None = None,
     base: RetrievalConfig | None = None,
     seed: int = 0,
+    start: Candidate | None = None,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> list[Trial]:
-    """Run TRIALS trials (inside the active MLflow run, each a nested run); returns them all."""
+    """Run TRIALS trials (inside the active MLflow run, each a nested run); returns them all.
+
+    START (the incumbent) is the first trial, so the search never ends below where it began."""
     import optuna
 
     from pipelines import tracking
@@ -143,6 +158,8 @@ def search(
         constraints_func=lambda t: [t.user_attrs.get("p95_ms", 0.0) - budget_ms],
     )
     study = optuna.create_study(direction="maximize", sampler=sampler, study_name=f"{collection}-{metric}")
+    if start is not None:
+        study.enqueue_trial(space.trial_params(start))
     study.optimize(objective, n_trials=trials, gc_after_trial=False)
     return done
 

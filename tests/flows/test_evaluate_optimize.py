@@ -1,0 +1,138 @@
+"""`ragline ingest --format beir` → `embed` → `evaluate` → `optimize` on a small BEIR-layout set built
+here, through the real CLI, Prefect, Ray, LanceDB and MLflow (read back through a real MLflow server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.evalsets import BUNDLED
+from pipelines.settings import Settings
+from ragline.cli import app
+from tests.conftest import free_port
+
+COLLECTION = "beir-mini"
+QUERIES = ["q01", "q03", "q05", "q08", "q09", "q13", "q17", "q18", "q20", "q22", "q25", "q28", "q35", "q40"]
+DISTRACTORS = ["pydoc-numbers", "pydoc-lists", "pydoc-strings", "pydoc-calls", "pydoc-types", "pydoc-objects"]
+
+
+@pytest.fixture(scope="module")
+def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """14 of the sample set's questions, the topics they need plus distractors as corpus.jsonl,
+    one unanswerable question, and one qrel that names a document not in the corpus."""
+    from pydoc_data.topics import topics
+
+    root = tmp_path_factory.mktemp("beir")
+    (root / "qrels").mkdir()
+    queries = {q["_id"]: q for q in map(json.loads, (BUNDLED / "queries.jsonl").read_text().splitlines())}
+    lines = (BUNDLED / "qrels" / "test.tsv").read_text().splitlines()[1:]
+    qrels = [line.split("\t") for line in lines if line.split("\t")[0] in QUERIES]
+    docs = sorted({d for _, d, _ in qrels} | set(DISTRACTORS))
+    with (root / "corpus.jsonl").open("w") as fh:
+        for d in docs:
+            key = d.removeprefix("pydoc-")
+            fh.write(json.dumps({"_id": d, "title": key.replace("-", " "), "text": topics[key]}) + "\n")
+    with (root / "queries.jsonl").open("w") as fh:
+        for q in [*QUERIES, "u01"]:
+            fh.write(json.dumps(queries[q]) + "\n")
+    rows = ["\t".join(r) for r in qrels] + ["q01\tpydoc-not-in-corpus\t1"]
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
+    (root / "answers.jsonl").write_text((BUNDLED / "answers.jsonl").read_text())
+    return root
+
+
+def cli(*args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(settings: Settings) -> Iterator[str]:
+    """A real MLflow server on the store the flows write: what the MLflow UI reads."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.mlflow_uri,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, mlflow_server: str) -> None:
+    ingest = cli("ingest", str(beir_dir / "corpus.jsonl"), "--format", "beir", "-c", COLLECTION)
+    assert ingest["documents"] == len((beir_dir / "corpus.jsonl").read_text().splitlines())
+    assert cli("embed", "-c", COLLECTION)["embedded"] == ingest["chunks"]
+
+    ev = cli("evaluate", "-c", COLLECTION, "--dataset", str(beir_dir))
+    assert ev["queries"] == 15 and ev["rejected"]["rejected_qrels"] == 1
+    m = ev["metrics"]
+    assert {"ndcg@10", "recall@10", "mrr@10", "precision@5", "hit_rate@1"} <= set(m)
+    assert m["ndcg@10"] > 0.5 and m["recall@10"] > 0.7  # the relevant topics are easy to find here
+
+    # The MLflow server (the UI's API) shows the run, its params, dataset and artifacts.
+    run = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": ev["mlflow_run_id"]}).json()
+    params = {p["key"]: p["value"] for p in run["run"]["data"]["params"]}
+    assert params["retrieval_mode"] == "hybrid" and params["index_table"].startswith(COLLECTION)
+    assert {"chunk_tokens", "embedding_model", "prompt_version", "retrieval_rrf_k"} <= set(params)
+    metrics = {x["key"]: x["value"] for x in run["run"]["data"]["metrics"]}
+    assert metrics["ndcg_at_10"] == pytest.approx(m["ndcg@10"], abs=1e-4)
+    dataset = run["run"]["inputs"]["dataset_inputs"][0]
+    assert dataset["dataset"]["name"] == beir_dir.name
+    assert {t["key"] for t in dataset["tags"]} >= {"lancedb_table", "lancedb_version"}
+    files = httpx.get(
+        f"{mlflow_server}/api/2.0/mlflow/artifacts/list", params={"run_id": ev["mlflow_run_id"]}
+    ).json()["files"]
+    names = {f["path"] for f in files}
+    assert {"per_query.parquet", "metrics_by_k.png", "failures.csv", "metrics.json"} <= names
+
+    opt = cli("optimize", "-c", COLLECTION, "--dataset", str(beir_dir), "--trials", "4")
+    assert opt["trials"] == 4 and opt["promoted"] is True  # the first champion
+    assert opt["champion"]["name"] == COLLECTION and opt["champion"]["version"] == "1"
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    assert client.get_model_version_by_alias(COLLECTION, "champion").version == "1"
+    nested = client.search_runs(
+        [run["run"]["info"]["experiment_id"]], f"tags.mlflow.parentRunId = '{opt['mlflow_run_id']}'"
+    )
+    names = {r.info.run_name for r in nested}
+    assert {"trial-000", "trial-003", "holdout-best", "holdout-incumbent"} <= names
+
+    # A second search must beat the champion on the held-out split to replace it.
+    again = cli("optimize", "-c", COLLECTION, "--dataset", str(beir_dir), "--trials", "2", "--no-chunking")
+    beaten = again["best"]["metrics"]["holdout"]["ndcg@10"] > again["incumbent"]["holdout"]["ndcg@10"]
+    assert again["promoted"] is beaten and "champion v1" in again["reason"]
+    assert again["champion"]["version"] == ("2" if beaten else "1")
+
+    # Evaluation uses what serving uses: the champion's config; answers are scored offline.
+    champion_mode = again["champion"]["params"]["mode"]
+    scored = cli("evaluate", "-c", COLLECTION, "--dataset", str(beir_dir), "--answers", "--max-answers", "3")
+    assert scored["metrics"]["answers"] == 3
+    assert {"groundedness", "answer_relevance", "refusal_accuracy", "citation_rate"} <= set(scored["metrics"])
+    run2 = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": scored["mlflow_run_id"]})
+    params2 = {p["key"]: p["value"] for p in run2.json()["run"]["data"]["params"]}
+    assert params2["retrieval_mode"] == champion_mode and params2["generator"] == "local"

@@ -17,10 +17,13 @@ def test_help_lists_the_commands_of_the_interface() -> None:
         assert command in r.stdout
 
 
-def test_unbuilt_commands_say_so_and_fail() -> None:
-    r = _ragline("evaluate", "-c", "x", "--dataset", ".")
-    assert r.returncode == 2
-    assert "not built yet" in r.stderr
+def test_evaluation_commands_explain_bad_arguments(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = _ragline("evaluate", "-c", "x", "--dataset", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "is not a folder" in r.stderr
+    r = _ragline("optimize", "-c", "x", "--dataset", str(tmp_path), "--metric", "ndcg@7")
+    assert r.returncode == 2 and "unknown --metric" in r.stderr
+    r = _ragline("evaluate", "-c", "x", "--dataset", str(tmp_path), "--mode", "fuzzy")
+    assert r.returncode == 2 and "unknown --mode" in r.stderr
 
 
 def test_missing_source_is_a_one_line_error() -> None:

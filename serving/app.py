@@ -28,7 +28,7 @@ from pipelines.prompts import PROMPT_VERSION, build_messages, condense
 from pipelines.retrieval import Hit, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
-from serving import errors
+from serving import errors, observability
 from serving.schemas import (
     ChatCompletionRequest,
     ChatRequest,
@@ -49,6 +49,7 @@ api = FastAPI(
     description="Retrieval-augmented chat over your collections, with sources.",
 )
 errors.install(api)
+observability.install(api)  # metrics, request ids, JSON log lines; installed last: it sees every response
 # Read at import: Serve ships the ingress class by value, the package data stays on the driver side.
 CHAT_PAGE = (files("serving") / "static" / "index.html").read_text(encoding="utf-8")
 
@@ -155,6 +156,8 @@ class RetrieverService:
         filters: dict[str, Any] | None,
     ) -> dict[str, Any]:
         """{"hits": [...], "mode": the mode used, "version": "<table>@v<n>/<mode>"}."""
+        t = time.perf_counter()
+        cached = self._retrievers.get(collection)
         r = self._get(collection)
         if model_hash and model_hash != r.model.path_hash:
             raise errors.IndexModelMismatchError(
@@ -167,6 +170,9 @@ class RetrieverService:
             "hits": [h.to_dict() for h in hits],
             "mode": used,
             "version": f"{r.table.name}@v{r.table_version}/{used}",
+            # for the ingress's metrics and traces
+            "search_ms": _ms(t),
+            "cache_hit": cached is not None and cached[0] is r,
         }
 
 
@@ -272,9 +278,12 @@ class ChatIngress:
         self.settings = Settings(**settings)
         self.sessions = SessionStore(self.settings.sessions_database)
         self._model_hash: str | None = None
+        observability.configure(self.settings)
 
     def _collection(self, name: str | None) -> str:
-        return validate_collection(name or self.settings.default_collection)
+        collection = validate_collection(name or self.settings.default_collection)
+        observability.note(collection=collection)
+        return collection
 
     async def _retrieve(
         self,
@@ -290,15 +299,16 @@ class ChatIngress:
         model_hash = None
         # Embed unless this request asks for text only: the retriever's default mode can change live.
         if mode != "text":
+            observability.cache("model_hash", self._model_hash is not None)
             if self._model_hash is None:  # fixed for the embedder's lifetime: ask once
                 self._model_hash = await self.embedder.model_hash.remote()
             model_hash = self._model_hash
             # Passed on unresolved: Serve hands the vector to the retriever without a trip back here.
             vector = self.embedder.remote(query)
-        found = await self.retriever.search.remote(
-            collection, query, vector, model_hash, top_k, mode, filters
-        )
+        search = self.retriever.search.remote(collection, query, vector, model_hash, top_k, mode, filters)
+        found, _ = await asyncio.gather(search, observability.time_embedding(vector, t))
         timings.retrieval_ms = _ms(t)  # query embedding + search
+        observability.retrieved(t, query, found)
         return found
 
     async def _prepare(self, req: ChatRequest) -> _Turn:
@@ -334,6 +344,7 @@ class ChatIngress:
             degraded=degraded_reason is not None,
             degraded_reason=degraded_reason,
         )
+        observability.answered(response, req.message)
         response.message_id = self._record(turn.session_id, req.message, response)
         return response
 

@@ -50,6 +50,7 @@ class ChatResponse(BaseModel):
     degraded: bool = False
     degraded_reason: str | None = None
     message_id: str | None = None  # for POST /v1/feedback
+    request_id: str | None = None  # the X-Request-ID of the response; in logs and traces
 
 
 class FeedbackRequest(BaseModel):

@@ -125,3 +125,26 @@ def test_flow_run_carries_the_validation_artifacts(messy: Path) -> None:
     table = by_type["table"].data
     assert "expect_column_values_to_be_unique" in str(table) and "duplicate document id" in str(table)
     assert "quarantined **6**" in by_type["markdown"].data
+
+
+def test_corrupt_pdfs_are_quarantined_and_the_rest_is_ingested(tmp_path: Path, settings: Settings) -> None:
+    from tests.pdf_writer import make_pdf
+
+    good = make_pdf(["Pumps move water with an impeller."], "Pump Manual")
+    (tmp_path / "manual.pdf").write_bytes(good)
+    (tmp_path / "truncated.pdf").write_bytes(good[: len(good) // 2])  # a download cut short
+    (tmp_path / "garbage.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 4)
+    (tmp_path / "notes.md").write_text("# Notes\n\nValves open and close.")
+    result = ingest_flow([str(tmp_path)], "pdfs")
+    assert (result["inputs"], result["documents"], result["quarantined"]) == (4, 2, 2)
+
+    store = Store(settings.lancedb_location)
+    quarantined = {
+        r["source_uri"].rsplit("/", 1)[-1]: r for r in store.quarantine("pdfs").to_arrow().to_pylist()
+    }
+    assert set(quarantined) == {"truncated.pdf", "garbage.pdf"}
+    assert all(
+        "corrupt or unreadable PDF" in r["reason"] and r["raw"] is not None for r in quarantined.values()
+    )
+    titles = set(store.documents("pdfs").to_arrow().column("title").to_pylist())
+    assert titles == {"Pump Manual", "Notes"}

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     serve_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # INFO includes access logs
     host: str = "127.0.0.1"
     port: int = 8000
+    # the other ports of `ragline up` (on `host` too)
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    ray_dashboard_port: int = 8265
 
     @field_validator("default_collection")
     @classmethod

@@ -128,10 +128,73 @@ def optimize(
     _fail("`ragline optimize` is not built yet (tracked in issue 6: evaluation and optimization)", 2)
 
 
+Port = Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default from settings)")]
+
+
 @app.command()
-def up() -> None:
-    """The whole local stack: Prefect server + worker, MLflow UI, Ray, Serve. [dim](not built yet)[/]"""
-    _fail("`ragline up` is not built yet (tracked in issue 7: operations); use `ragline serve`", 2)
+def up(
+    prefect_port: Port = None,
+    mlflow_port: Port = None,
+    serve_port: Port = None,
+    dashboard_port: Port = None,
+    auth: Annotated[bool, typer.Option(help="API keys on the Serve app (`ragline keys`)")] = True,
+    project_dir: Annotated[Path | None, typer.Option(help="folder of prefect.yaml and flows/")] = None,
+    ray_cpus: Annotated[int | None, typer.Option(help="logical CPUs of the Ray head")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds each component may take to start")] = 300.0,
+) -> None:
+    """The whole local stack until Ctrl-C: Prefect server + worker with the deployments of
+    prefect.yaml, MLflow UI, Ray (dashboard) and the Serve app. Logs: <data dir>/stack/logs."""
+    settings = _setup()
+    from deployments.stack import StackConfig, run
+
+    config = StackConfig.from_settings(
+        settings,
+        prefect_port=prefect_port,
+        mlflow_port=mlflow_port,
+        serve_port=serve_port,
+        dashboard_port=dashboard_port,
+        auth=auth,
+        project_dir=project_dir.resolve() if project_dir else None,
+        ray_cpus=ray_cpus,
+        start_timeout_s=timeout,
+    )
+
+    def ready(stack: Any) -> None:
+        table = Table(title=f"ragline up · {settings.root}", show_header=True)
+        for col in ("component", "url", "pid"):
+            table.add_column(col)
+        for c in stack.state.components:
+            table.add_row(c.name, c.url, str(c.pid))
+        out.print(table)
+        out.print(f"API docs {stack.urls['serve']}/docs · auth {'on' if auth else 'off'} · Ctrl-C to stop")
+
+    reason = run(settings, config, out.print, ready)
+    if reason:
+        _fail(reason)
+
+
+@app.command()
+def status(as_json: AsJson = False) -> None:
+    """What `ragline up` runs for this data dir: each component's URL, pid and health.
+    Exit status 0 when everything is up and healthy, 1 otherwise."""
+    from deployments.status import status as stack_status
+
+    result = stack_status(get_settings())
+    if as_json:
+        print(json.dumps(result))
+    elif not result["running"] and not result["components"]:
+        out.print(f"`ragline up` is not running for {result['data_dir']}")
+    else:
+        table = Table(title=f"ragline up · {result['phase']} · pid {result['pid']}")
+        for col in ("component", "url", "pid", "health"):
+            table.add_column(col)
+        for c in result["components"]:
+            health = (
+                "[green]healthy[/]" if c["healthy"] else "[yellow]up[/]" if c["alive"] else "[red]down[/]"
+            )
+            table.add_row(c["name"], c["url"], str(c["pid"]), health)
+        out.print(table)
+    raise typer.Exit(0 if result["healthy"] else 1)
 
 
 @app.command()

@@ -1,0 +1,212 @@
+"""`ragline up` as a user runs it (a real subprocess, free ports, a throwaway data dir): every
+component healthy, the deployments of prefect.yaml registered, a scheduled run created by the
+server's scheduler and completed by the worker, then Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from deployments.processes import stack_processes, sweep
+from deployments.stack import PROJECT_DIR, State
+from pipelines.settings import Settings
+from pipelines.store import Store
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+# Set by the test session's configure(); `ragline up` must derive them from its own data dir.
+_INHERITED = ("MLFLOW_TRACKING_URI", "PREFECT_HOME", "PREFECT_API_URL", "RAY_ADDRESS", "RAGLINE_LANCEDB_URI")
+
+
+class Up:
+    """A running `ragline up` and what it printed."""
+
+    def __init__(self, data: Path, ports: dict[str, int]) -> None:
+        self.data = data
+        self.ports = ports
+        env = {k: v for k, v in os.environ.items() if k not in _INHERITED}
+        env |= {
+            "RAGLINE_DATA_DIR": str(data),
+            "RAGLINE_GENERATOR": "none",  # the generator's model load is tested elsewhere
+            # Quick loops so a schedule turns into a run, and the run is picked up, in seconds.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+        }
+        self.env = env
+        args = [f"--{name}-port={port}" for name, port in ports.items()]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ragline", "up", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # like a terminal: SIGINT reaches `ragline up` alone
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any("Ctrl-C to stop" in line for line in self.lines):
+            assert self.proc.poll() is None, f"ragline up exited {self.proc.returncode}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"not ready in time:\n{self.output()}\n{self.logs()}"
+            time.sleep(1)
+
+    def logs(self, lines: int = 15) -> str:
+        parts = []
+        for log in sorted((self.data / "stack" / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def status(self) -> tuple[int, dict[str, Any]]:
+        r = subprocess.run(
+            [sys.executable, "-m", "ragline", "status", "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return r.returncode, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def stack() -> Iterator[Up]:
+    data = Path(tempfile.mkdtemp(prefix="rlu-"))  # short: Ray's socket paths live below it
+    up = Up(data, {name: free_port() for name in ("prefect", "mlflow", "serve", "dashboard")})
+    yield up
+    if up.proc.poll() is None:  # the test failed before its own Ctrl-C
+        up.proc.send_signal(signal.SIGINT)
+        try:
+            up.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            up.proc.kill()
+    state = State.read(data / "stack" / "state.json")
+    if state is not None:
+        sweep(state.stack_id)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def _api(up: Up, method: str, path: str, body: Any = None) -> Any:
+    r = httpx.request(method, f"{up.url('prefect')}/api{path}", json=body, timeout=30)
+    assert r.status_code < 300, (path, r.status_code, r.text)
+    return r.json() if r.content else None
+
+
+def _deployment(up: Up, name: str) -> dict[str, Any]:
+    found = _api(up, "POST", "/deployments/filter", {"deployments": {"name": {"any_": [name]}}})
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _wait_completed_scheduled_run(up: Up, deployment_id: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        query = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}
+        runs = _api(up, "POST", "/flow_runs/filter", query)
+        done = [r for r in runs if r["auto_scheduled"] and r["state_type"] == "COMPLETED"]
+        if done:
+            return done[0]
+        failed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
+        assert not failed, f"{failed[0]['state']}\n{up.logs(40)}"
+        assert time.monotonic() < deadline, f"no completed scheduled run: {runs}\n{up.logs(40)}"
+        time.sleep(2)
+
+
+def _expected_deployments() -> set[str]:
+    spec = yaml.safe_load((PROJECT_DIR / "prefect.yaml").read_text())
+    return {d["name"] for d in spec["deployments"] if (PROJECT_DIR / d["entrypoint"].split(":")[0]).is_file()}
+
+
+@pytest.mark.timeout(900)
+def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, tmp_path: Path) -> None:
+    began = time.monotonic()
+    stack.wait_ready(timeout_s=600)
+    print(f"ragline up: all healthy after {time.monotonic() - began:.0f} s")
+
+    # Every component answers, and `ragline status` says so.
+    rc, status = stack.status()
+    assert rc == 0 and status["healthy"], status
+    assert {c["name"] for c in status["components"]} == {"prefect", "mlflow", "ray", "worker", "serve"}
+    assert httpx.get(f"{stack.url('mlflow')}/health", timeout=10).status_code == 200
+    assert (stack.data / "mlflow" / "mlflow.db").is_file()  # the store the flows write
+    assert httpx.get(f"{stack.url('dashboard')}/api/gcs_healthz", timeout=10).status_code == 200
+    assert httpx.get(f"{stack.url('serve')}/healthz", timeout=10).status_code == 200
+    # Auth is on by default: an API route without a key is refused.
+    search = httpx.post(f"{stack.url('serve')}/v1/search", json={"query": "x"}, timeout=30)
+    assert search.status_code == 401, search.text
+
+    # prefect.yaml's deployments are registered on the stack's server.
+    names = {d["name"] for d in _api(stack, "POST", "/deployments/filter", {})}
+    assert names == _expected_deployments(), names
+
+    # A schedule on the cheap `ingest` deployment: the scheduler creates the run, the worker runs it.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "otters.md").write_text("# Otters\n\nSea otters hold hands while they sleep.")
+    (docs / "kelp.md").write_text("# Kelp\n\nKelp forests grow up to half a metre a day.")
+    _api(stack, "PATCH", f"/deployments/{_deployment(stack, 'refresh-sample')['id']}", {"paused": True})
+    ingest = _deployment(stack, "ingest")
+    params = {"sources": [str(docs)], "collection": "uptest"}
+    _api(stack, "PATCH", f"/deployments/{ingest['id']}", {"parameters": params, "concurrency_limit": 1})
+    anchor = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    schedule = {"schedule": {"interval": 20, "anchor_date": anchor}, "active": True}
+    _api(stack, "POST", f"/deployments/{ingest['id']}/schedules", [schedule])
+    run = _wait_completed_scheduled_run(stack, ingest["id"], timeout_s=420)
+    _api(stack, "PATCH", f"/deployments/{ingest['id']}", {"paused": True})
+    assert run["infrastructure_pid"], run  # started by the process worker
+    # ... on the stack's data dir.
+    assert Store(str(stack.data / "lancedb")).documents("uptest").count_rows() == 2
+
+    # Ctrl-C: everything of the stack stops, grandchildren included.
+    state = State.read(stack.data / "stack" / "state.json")
+    assert state is not None
+    pids = [c.pid for c in state.components if c.pid]
+    assert len(stack_processes(state.stack_id)) > len(pids)  # the sweep below looks at real processes
+    began = time.monotonic()
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(timeout=180) == 0, stack.output()
+    print(f"ragline up: stopped {time.monotonic() - began:.0f} s after SIGINT")
+    assert not stack_processes(state.stack_id)
+    in_sessions = []
+    for p in psutil.process_iter():
+        try:
+            # Zombies are dead: orphans wait there until init reaps them.
+            if os.getsid(p.pid) in pids and p.status() != psutil.STATUS_ZOMBIE:
+                in_sessions.append(p)
+        except (OSError, psutil.Error):
+            continue
+    assert not in_sessions, in_sessions
+    for marker in (str(stack.data), str(Settings(data_dir=stack.data).ray_temp_dir)):
+        left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+        assert left.stdout == "", left.stdout
+    rc, status = stack.status()
+    assert rc == 1 and not status["running"], status

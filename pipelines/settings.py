@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # serving
     sessions_url: str | None = None  # SQLAlchemy URL; None = SQLite under the data dir
     generation_timeout_s: float = 120.0
+    # API keys (`ragline keys`) on every /v1 route; off by default so a local `ragline serve` just works
+    auth: bool = False
     # an MLflow trace per chat request (retrieve + generate spans) in the tracking store; costs a write each
     trace_requests: bool = False
     serve_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # INFO includes access logs

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from pipelines.environment import configure
 from pipelines.settings import get_settings
+from ragline.keys import keys_app
 
 app = typer.Typer(
     add_completion=False,
@@ -22,6 +23,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     help="ragline: documents in, a chat service with sources out.",
 )
+app.add_typer(keys_app, name="keys")
 out = Console()
 err = Console(stderr=True)
 

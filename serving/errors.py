@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.store import CollectionNotFoundError
+from serving.limits import BodyLimit
 
 log = logging.getLogger("ragline.serving")
 MAX_BODY_BYTES = 64 * 1024
@@ -27,12 +28,7 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error(413, "request_too_large", f"body is {length} bytes; the limit is {MAX_BODY_BYTES}")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # chunked bodies too, not only Content-Length
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

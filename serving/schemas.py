@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 MAX_MESSAGE_CHARS = 4000
+# Bounds on everything a client sends (the body as a whole is capped by errors.MAX_BODY_BYTES).
+Name = Annotated[str, Field(max_length=64)]  # a collection; its pattern is checked with a 400 reason
+SessionId = Annotated[str, Field(min_length=1, max_length=128)]
+FilterScalar = Annotated[str, Field(max_length=512)] | int
+FilterValue = FilterScalar | Annotated[list[FilterScalar], Field(min_length=1, max_length=100)]
+Filters = Annotated[
+    dict[Annotated[str, Field(max_length=64)], FilterValue],
+    Field(max_length=8, description="metadata equality/membership: doc_id, title, source_uri, chunk_index"),
+]
 
 
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    collection: str | None = None
-    session_id: str | None = Field(default=None, max_length=128)
+    collection: Name | None = None
+    session_id: SessionId | None = None
     stream: bool = False
     top_k: int | None = Field(default=None, ge=1, le=50)
-    filters: dict[str, Any] | None = None
+    filters: Filters | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=1024)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
 
@@ -67,10 +76,10 @@ class FeedbackResponse(BaseModel):
 
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    collection: str | None = None
+    collection: Name | None = None
     top_k: int | None = Field(default=None, ge=1, le=100)
     mode: Literal["hybrid", "vector", "text"] | None = None
-    filters: dict[str, Any] | None = None
+    filters: Filters | None = None
 
 
 class SearchResponse(BaseModel):
@@ -86,12 +95,12 @@ class OpenAIMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    model: str | None = None  # the collection
+    model: Annotated[str, Field(max_length=128)] | None = None  # the collection
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=64)
     max_tokens: int | None = Field(default=None, ge=1, le=1024)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     stream: bool = False
-    collection: str | None = None
+    collection: Name | None = None
 
 
 class ErrorBody(BaseModel):

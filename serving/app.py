@@ -28,7 +28,7 @@ from pipelines.prompts import PROMPT_VERSION, build_messages, condense
 from pipelines.retrieval import Hit, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
-from serving import errors, observability
+from serving import auth, errors, observability
 from serving.schemas import (
     ChatCompletionRequest,
     ChatRequest,
@@ -49,6 +49,7 @@ api = FastAPI(
     description="Retrieval-augmented chat over your collections, with sources.",
 )
 errors.install(api)
+auth.install(api)  # API keys on /v1 when RAGLINE_AUTH=true (it finds `ChatIngress.guard`)
 observability.install(api)  # metrics, request ids, JSON log lines; installed last: it sees every response
 # Read at import: Serve ships the ingress class by value, the package data stays on the driver side.
 CHAT_PAGE = (files("serving") / "static" / "index.html").read_text(encoding="utf-8")
@@ -279,9 +280,10 @@ class ChatIngress:
         self.sessions = SessionStore(self.settings.sessions_database)
         self._model_hash: str | None = None
         observability.configure(self.settings)
+        self.guard = auth.Guard.from_settings(self.settings)  # None when auth is off
 
     def _collection(self, name: str | None) -> str:
-        collection = validate_collection(name or self.settings.default_collection)
+        collection = auth.allow(validate_collection(name or self.settings.default_collection))
         observability.note(collection=collection)
         return collection
 
@@ -314,7 +316,7 @@ class ChatIngress:
     async def _prepare(self, req: ChatRequest) -> _Turn:
         collection = self._collection(req.collection)
         session_id = req.session_id or uuid.uuid4().hex
-        history = self.sessions.history(session_id) if req.session_id else []
+        history = self.sessions.history(auth.session_key(session_id)) if req.session_id else []
         timings = Timings()
         found = await self._retrieve(
             collection, condense(req.message, history), req.top_k, None, req.filters, timings
@@ -345,7 +347,8 @@ class ChatIngress:
             degraded_reason=degraded_reason,
         )
         observability.answered(response, req.message)
-        response.message_id = self._record(turn.session_id, req.message, response)
+        response.message_id = self._record(auth.session_key(turn.session_id), req.message, response)
+        auth.account(usage.prompt_tokens, usage.completion_tokens)
         return response
 
     def _record(self, session_id: str, question: str, response: ChatResponse) -> str:
@@ -362,6 +365,7 @@ class ChatIngress:
     @api.post("/v1/chat", response_model=ChatResponse)
     async def chat(self, req: ChatRequest) -> Any:
         if req.stream:
+            self._collection(req.collection)  # refuse (400, 403) before the stream starts
             return StreamingResponse(self._chat_events(req), media_type="text/event-stream")
         turn = await self._prepare(req)
         t = time.perf_counter()
@@ -452,7 +456,7 @@ class ChatIngress:
             temperature=req.temperature,
         )
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        model = chat_req.collection or self.settings.default_collection
+        model = self._collection(chat_req.collection)  # refuse (400, 403) before a stream starts
         if req.stream:
             return StreamingResponse(
                 self._completion_chunks(chat_req, completion_id, created, model),
@@ -510,7 +514,7 @@ class ChatIngress:
 
     @api.get("/v1/models")
     async def models(self) -> dict[str, Any]:
-        names = await self.retriever.collections.remote()
+        names = auth.visible(await self.retriever.collections.remote())
         return {
             "object": "list",
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "ragline"} for n in names],

@@ -26,6 +26,9 @@ configure(get_settings())
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 E2E_COLLECTION = "e2e"
+# A second collection: documents that attack the prompt and the chat page, and another tenant's data.
+HOSTILE = Path(__file__).parent / "data" / "hostile"
+HOSTILE_COLLECTION = "hostile"
 
 
 def free_port() -> int:
@@ -78,6 +81,9 @@ def service(settings: Settings, corpus_dir: Path, ray_session: None) -> Iterator
     result = refresh_flow([str(corpus_dir)], E2E_COLLECTION)
     assert result["ingest"]["quarantined"] == 0
     assert result["embed"]["embedded"] == result["ingest"]["chunks"] > 0
+    # Built before Serve starts: embedding needs the CPUs that the running app holds.
+    hostile = refresh_flow([str(HOSTILE)], HOSTILE_COLLECTION)
+    assert hostile["ingest"]["quarantined"] == 0 and hostile["embed"]["embedded"] > 0
     url = runner.start(
         settings.model_copy(update={"default_collection": E2E_COLLECTION, "port": free_port()})
     )

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
     prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    mlflow_ui_url: str = "http://127.0.0.1:5000"  # where links in Prefect artifacts point (`ragline up`)
     ray_num_cpus: int | None = None  # local Ray only; None = all cores
 
     # ingestion and chunking

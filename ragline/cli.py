@@ -32,7 +32,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, whatever the terminal width
     raise typer.Exit(code)
 
 
@@ -117,17 +117,86 @@ def refresh(
 
 
 @app.command()
-def evaluate(collection: Collection = "sample", dataset: Path = Path("."), as_json: AsJson = False) -> None:
-    """Run an evaluation set through the serving retriever and log an MLflow run. [dim](not built yet)[/]"""
-    _fail("`ragline evaluate` is not built yet (tracked in issue 6: evaluation and optimization)", 2)
+def evaluate(
+    collection: Collection = "sample",
+    dataset: Annotated[
+        Path, typer.Option(help="BEIR-layout folder: queries.jsonl, qrels/test.tsv (+ corpus, answers)")
+    ] = Path(".ragline/sample-corpus/eval"),
+    mode: Annotated[str | None, typer.Option(help="hybrid | vector | text (default: as served)")] = None,
+    answers: Annotated[bool, typer.Option(help="also generate answers and score them (slow on CPU)")] = False,
+    max_answers: Annotated[int | None, typer.Option(help="answer at most this many queries")] = None,
+    split: Annotated[str, typer.Option(help="all | search | holdout")] = "all",
+    as_json: AsJson = False,
+) -> None:
+    """Score the serving retriever (and generator) on an evaluation set; logs an MLflow run."""
+    _setup()
+    if mode not in (None, "hybrid", "vector", "text"):
+        _fail(f"unknown --mode {mode!r}; use hybrid, vector or text", 2)
+    if split not in ("all", "search", "holdout"):
+        _fail(f"unknown --split {split!r}; use all, search or holdout", 2)
+    if not dataset.is_dir():
+        _fail(f"evaluation set {dataset} is not a folder (BEIR layout: queries.jsonl, qrels/test.tsv)", 2)
+    from flows.evaluate import evaluate_flow
+
+    try:
+        result = evaluate_flow(collection, str(dataset), mode, answers, max_answers, split)  # type: ignore[arg-type]
+    except (ValueError, LookupError) as exc:
+        _fail(str(exc))
+        return
+    _print(result, as_json, f"evaluate {collection}")
 
 
 @app.command()
 def optimize(
-    collection: Collection = "sample", dataset: Path = Path("."), trials: int = 20, as_json: AsJson = False
+    collection: Collection = "sample",
+    dataset: Annotated[Path, typer.Option(help="BEIR-layout evaluation folder")] = Path(
+        ".ragline/sample-corpus/eval"
+    ),
+    trials: Annotated[int, typer.Option(min=1, max=500, help="Optuna trials")] = 20,
+    metric: Annotated[str, typer.Option(help="objective, e.g. ndcg@10, recall@10, mrr@10")] = "ndcg@10",
+    latency_budget_ms: Annotated[float, typer.Option(help="p95 retrieval latency budget")] = 250.0,
+    chunking: Annotated[bool, typer.Option(help="also search chunk size/overlap (re-embeds)")] = True,
+    answers: Annotated[bool, typer.Option(help="score generated answers too (slow on CPU)")] = False,
+    as_json: AsJson = False,
 ) -> None:
-    """Search RAG configs as nested MLflow runs and promote a champion. [dim](not built yet)[/]"""
-    _fail("`ragline optimize` is not built yet (tracked in issue 6: evaluation and optimization)", 2)
+    """Search RAG configs (each trial a nested MLflow run); promote the best to `champion` if it beats
+    the current champion on the held-out split."""
+    _setup()
+    from pipelines.metrics import metric_names
+
+    if metric not in metric_names():
+        _fail(f"unknown --metric {metric!r}; use one of {', '.join(metric_names())}", 2)
+    if not dataset.is_dir():
+        _fail(f"evaluation set {dataset} is not a folder (BEIR layout: queries.jsonl, qrels/test.tsv)", 2)
+    from flows.optimize import optimize_flow
+
+    try:
+        result = optimize_flow(collection, str(dataset), trials, metric, latency_budget_ms, chunking, answers)
+    except (ValueError, LookupError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    _print(result, as_json, f"optimize {collection}")
+
+
+@app.command("eval-set")
+def eval_set(
+    dest: Annotated[Path, typer.Argument(help="folder to write the BEIR-layout starter set to")],
+    collection: Collection = "sample",
+    n: Annotated[int, typer.Option(help="questions to write")] = 50,
+) -> None:
+    """Write a synthetic starter evaluation set from a collection's chunks (review it by hand)."""
+    settings = _setup()
+    import polars as pl
+
+    from pipelines.evalsets import starter_set
+    from pipelines.store import Store
+
+    chunks = pl.from_arrow(Store(settings.lancedb_location).chunks(collection).to_arrow())
+    assert isinstance(chunks, pl.DataFrame)
+    if chunks.is_empty():
+        _fail(f"collection {collection!r} has no chunks (run `ragline ingest ... -c {collection}`)")
+    path = starter_set(chunks, dest, n=n)
+    out.print(f"[green]✓[/] wrote {path}/queries.jsonl and qrels/test.tsv (marked synthetic)")
 
 
 Port = Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default from settings)")]
@@ -285,7 +354,7 @@ def demo(
     question: Annotated[str | None, typer.Option(help="the question to ask at the end")] = None,
     collection: Collection = "sample",
 ) -> None:
-    """The main job end to end on the bundled sample corpus: ingest → embed → serve → ask."""
+    """The main job end to end on the bundled sample corpus: ingest → embed → evaluate → serve → ask."""
     settings = _setup()
     from pipelines.sample import DEMO_QUESTION, write_sample_corpus
 
@@ -293,24 +362,33 @@ def demo(
     question = question or DEMO_QUESTION
     out.rule("[bold]ragline demo")
     out.print(f"data dir: {settings.root}")
-    with out.status("[1/4] writing the sample corpus"):
+    with out.status("[1/5] writing the sample corpus"):
         sources = write_sample_corpus(settings.root / "sample-corpus")
-    out.print(f"[green]✓[/] [1/4] sample corpus: {', '.join(str(s) for s in sources)}")
+    out.print(f"[green]✓[/] [1/5] sample corpus: {', '.join(str(s) for s in sources)}")
 
     from flows.embed import embed_flow
     from flows.ingest import ingest_flow
 
-    with out.status("[2/4] ingest flow: parse → data contract → chunks (Prefect)"):
+    with out.status("[2/5] ingest flow: parse → data contract → chunks (Prefect)"):
         ing = ingest_flow([str(s) for s in sources], collection)
     out.print(
-        f"[green]✓[/] [2/4] ingest: {ing['inputs']} inputs = {ing['documents']} new/changed + "
+        f"[green]✓[/] [2/5] ingest: {ing['inputs']} inputs = {ing['documents']} new/changed + "
         f"{ing['unchanged']} unchanged + {ing['quarantined']} quarantined → {ing['chunks']} chunks"
     )
-    with out.status("[3/4] embed flow: Ray Data actor pool → LanceDB (first run loads the model)"):
+    with out.status("[3/5] embed flow: Ray Data actor pool → LanceDB (first run loads the model)"):
         emb = embed_flow(collection)
     out.print(
-        f"[green]✓[/] [3/4] embed: {emb['embedded']} embedded, {emb['skipped']} already there "
+        f"[green]✓[/] [3/5] embed: {emb['embedded']} embedded, {emb['skipped']} already there "
         f"({emb['rows_per_s']} rows/s) → {emb['table']} v{emb['table_version']}"
+    )
+    from flows.evaluate import evaluate_flow
+
+    with out.status("[4/5] evaluate flow: the hand-checked evaluation set → metrics → MLflow run"):
+        ev = evaluate_flow(collection, str(settings.root / "sample-corpus" / "eval"))
+    m = ev["metrics"]
+    out.print(
+        f"[green]✓[/] [4/5] evaluate: {ev['queries']} queries, nDCG@10 {m['ndcg@10']:.3f}, "
+        f"recall@10 {m['recall@10']:.3f}, MRR@10 {m['mrr@10']:.3f} → MLflow run {ev['mlflow_run_id'][:8]}"
     )
 
     import httpx
@@ -318,9 +396,9 @@ def demo(
     from serving import runner
 
     try:
-        with out.status("[4/4] starting Ray Serve (query embedder, retriever, generator)"):
+        with out.status("[5/5] starting Ray Serve (query embedder, retriever, generator)"):
             url = runner.start(settings.model_copy(update={"serve_log_level": "WARNING"}))
-        out.print(f"[green]✓[/] [4/4] serving at {url}")
+        out.print(f"[green]✓[/] [5/5] serving at {url}")
         out.print(f"\n[bold]Question:[/] {question}")
         with out.status("generating the answer on CPU"):
             r = httpx.post(

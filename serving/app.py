@@ -118,25 +118,31 @@ class RetrieverService:
             text_weight=self.settings.text_weight,
         )
         self._base = self.config
-        self._retrievers: dict[str, tuple[Retriever, float]] = {}
+        self._override: dict[str, Any] = {}
+        # collection -> (retriever, checked at, (active table, champion version))
+        self._retrievers: dict[str, tuple[Retriever, float, tuple[str, str | None]]] = {}
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this on every live replica when the app's `user_config` changes (no restart):
-        new retrieval parameters, e.g. a promoted champion's {"retrieval": {"mode": ..., "rrf_k": ...}}."""
-        retrieval = (user_config or {}).get("retrieval") or {}
-        self.config = RetrievalConfig(**{**asdict(self._base), **retrieval})
+        retrieval parameters an operator sets live, e.g. {"retrieval": {"mode": ..., "rrf_k": ...}}.
+        They apply on top of each collection's promoted champion."""
+        self._override = dict((user_config or {}).get("retrieval") or {})
+        self.config = RetrievalConfig(**{**asdict(self._base), **self._override})  # validates now
         self._retrievers.clear()
 
     def _get(self, collection: str) -> Retriever:
+        """The collection's retriever; every RECHECK_S it looks whether a new index was built or a
+        new champion promoted (`ragline optimize`), and follows."""
         cached = self._retrievers.get(collection)
         now = time.monotonic()
         if cached and now - cached[1] < self.RECHECK_S:
             return cached[0]
         active = self.store.active_index(collection)
-        retriever = cached[0] if cached and cached[0].table.name == active.name else None
+        state = (active.name, (self.store.champion(collection) or {}).get("version"))
+        retriever = cached[0] if cached and cached[2] == state else None
         if retriever is None:
-            retriever = Retriever(self.store, collection, self.config)
-        self._retrievers[collection] = (retriever, now)
+            retriever = Retriever.champion(self.store, collection, self._base, **self._override)
+        self._retrievers[collection] = (retriever, now, state)
         return retriever
 
     def describe(self, collection: str) -> dict[str, Any]:

@@ -15,11 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from pipelines.evalsets import BUNDLED
 from pipelines.settings import Settings
-from ragline.cli import app
 from tests.conftest import free_port
 
 COLLECTION = "beir-mini"
@@ -53,8 +51,18 @@ def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cli(*args: str) -> dict[str, Any]:
-    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    """`ragline ARGS --json` as a user runs it, on this session's Ray cluster (RAY_ADDRESS)."""
+    import ray
+
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    result = subprocess.run(
+        [sys.executable, "-m", "ragline", *args, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -115,7 +123,7 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
     import mlflow
 
     client = mlflow.MlflowClient()
-    assert client.get_model_version_by_alias(COLLECTION, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(COLLECTION, "champion").version) == "1"
     nested = client.search_runs(
         [run["run"]["info"]["experiment_id"]], f"tags.mlflow.parentRunId = '{opt['mlflow_run_id']}'"
     )

@@ -28,7 +28,7 @@ from pipelines.prompts import PROMPT_VERSION, build_messages, condense
 from pipelines.retrieval import Hit, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
-from serving import auth, errors, observability
+from serving import auth, errors, observability, resilience
 from serving.schemas import (
     ChatCompletionRequest,
     ChatRequest,
@@ -303,7 +303,6 @@ class ChatIngress:
         timings: Timings,
     ) -> dict[str, Any]:
         t = time.perf_counter()
-        vector: Any = None
         model_hash = None
         # Embed unless this request asks for text only: the retriever's default mode can change live.
         if mode != "text":
@@ -311,10 +310,16 @@ class ChatIngress:
             if self._model_hash is None:  # fixed for the embedder's lifetime: ask once
                 self._model_hash = await self.embedder.model_hash.remote()
             model_hash = self._model_hash
+
+        async def search() -> dict[str, Any]:
+            started = time.perf_counter()
             # Passed on unresolved: Serve hands the vector to the retriever without a trip back here.
-            vector = self.embedder.remote(query)
-        search = self.retriever.search.remote(collection, query, vector, model_hash, top_k, mode, filters)
-        found, _ = await asyncio.gather(search, observability.time_embedding(vector, t))
+            vector = self.embedder.remote(query) if mode != "text" else None
+            call = self.retriever.search.remote(collection, query, vector, model_hash, top_k, mode, filters)
+            found, _ = await asyncio.gather(call, observability.time_embedding(vector, started))
+            return found
+
+        found = await resilience.retry_if_replica_died(search)  # read-only: safe to ask again
         timings.retrieval_ms = _ms(t)  # query embedding + search
         observability.retrieved(t, query, found)
         return found

@@ -10,6 +10,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from ray.exceptions import RayActorError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.store import CollectionNotFoundError
@@ -54,6 +55,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(asyncio.TimeoutError)
     async def timeout(_: Request, exc: asyncio.TimeoutError) -> JSONResponse:
         return error(503, "timeout", "the service did not answer in time; try again")
+
+    @app.exception_handler(RayActorError)
+    async def replica_lost(_: Request, exc: RayActorError) -> JSONResponse:
+        # Retried once already where that is safe (resilience.py); Serve is replacing the replica.
+        response = error(503, "replica_unavailable", "a replica of the service was lost; try again")
+        response.headers["Retry-After"] = "1"
+        return response
 
 
 def message_of(exc: BaseException) -> str:

@@ -66,6 +66,9 @@ CACHE = Counter(
     ["cache", "result"],
 )
 IN_FLIGHT = Gauge("ragline_requests_in_flight", "Requests this ingress replica is answering now")
+REPLICA_RETRIES = Counter(
+    "ragline_replica_retries_total", "Searches retried because a replica died under them (resilience.py)"
+)
 
 log = logging.getLogger("ragline.requests")
 log.propagate = False  # the JSON lines go to their own file, not into Serve's replica log format

@@ -21,20 +21,30 @@ pytestmark = pytest.mark.e2e
 QUERIES = ["shield volcano lava", "bicycle chain oil", "sourdough starter", "Fresnel lens", "black tea"]
 
 
-class Traffic(threading.Thread):
-    """One client sending /v1/search back to back; each outcome is filed under the phase it ended in."""
+class Traffic:
+    """Clients sending /v1/search back to back (several, so that some request is on the replica when it
+    dies); each outcome is filed under the phase it ended in."""
 
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
+    def __init__(self, url: str, clients: int = 3) -> None:
         self.url = url
         self.phase = "before"
         self.outcomes: dict[str, list[int | str]] = {"before": [], "window": [], "after": []}
         self.progress = threading.Condition()
         self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
 
-    def run(self) -> None:
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopped.set()
+        for t in self.threads:
+            t.join(timeout=120)
+
+    def _client(self, n: int) -> None:
         with httpx.Client(timeout=60) as client:
-            n = 0
             while not self.stopped.is_set():
                 try:
                     r = client.post(f"{self.url}/v1/search", json={"query": QUERIES[n % len(QUERIES)]})
@@ -52,40 +62,35 @@ class Traffic(threading.Thread):
                 raise AssertionError(f"only {len(self.outcomes[phase])} requests ended in phase {phase}")
 
 
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return float(next(x.split()[-1] for x in text.splitlines() if x.startswith(f"{name} ")))
+
+
 @pytest.mark.parametrize("deployment", ["RetrieverService", "QueryEmbedder"])
 def test_search_keeps_answering_while_a_replica_is_killed(
     ops_service: str, deployment: str, record_property: Callable[[str, object], None]
 ) -> None:
-    traffic = Traffic(ops_service)
-    traffic.start()
-    try:
+    retries_before = _metric(ops_service, "ragline_replica_retries_total")
+    with Traffic(ops_service) as traffic:
         traffic.wait_for("before", 5)
         traffic.phase = "window"
         killed = replicas.kill_replica(OPS_APP, deployment)
         recovery_s = replicas.wait_replaced(OPS_APP, deployment, killed, replicas=2)
         traffic.phase = "after"
         traffic.wait_for("after", 20)
-    finally:
-        traffic.stopped.set()
-        traffic.join(timeout=120)
     outcomes = {phase: Counter(found) for phase, found in traffic.outcomes.items()}
+    retries = _metric(ops_service, "ragline_replica_retries_total") - retries_before
     record_property("outcomes", {phase: dict(c) for phase, c in outcomes.items()})
     record_property("recovery_s", round(recovery_s, 1))
-    print(f"killed {killed}; replaced after {recovery_s:.1f} s; outcomes {outcomes}")
+    print(f"killed {killed}; replaced after {recovery_s:.1f} s; retried {retries:.0f}; outcomes {outcomes}")
     assert set(outcomes["before"]) == {200}
     assert outcomes["window"][200] > 0  # the other replica kept answering while Serve replaced this one
     assert set(outcomes["after"]) == {200}
 
 
-def _degraded_count(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=30).text
-    return float(
-        next(x.split()[-1] for x in text.splitlines() if x.startswith("ragline_degraded_answers_total "))
-    )
-
-
 def test_a_generator_killed_mid_answer_degrades_to_passages_then_recovers(ops_service: str) -> None:
-    degraded_before = _degraded_count(ops_service)
+    degraded_before = _metric(ops_service, "ragline_degraded_answers_total")
     body = {"message": "Describe how lighthouse keepers worked through the night.", "stream": True}
     events: list[tuple[str, dict]] = []
     killed = None
@@ -103,7 +108,7 @@ def test_a_generator_killed_mid_answer_degrades_to_passages_then_recovers(ops_se
     print(f"killed {killed} mid-answer; final event degraded={done['degraded']}: {done['degraded_reason']}")
     assert kind == "done" and done["degraded"] is True and done["degraded_reason"]
     assert done["sources"] and "Lighthouse" in done["answer"]  # the passages stand in for the answer
-    assert _degraded_count(ops_service) == degraded_before + 1
+    assert _metric(ops_service, "ragline_degraded_answers_total") == degraded_before + 1
 
     replicas.wait_replaced(OPS_APP, "GeneratorService", killed, replicas=1)
     again = httpx.post(

@@ -196,14 +196,20 @@ def embed_collection(
         # Several blocks, so that vectors stream back (and get written) while the rest is embedded.
         blocks = [todo.slice(i, write_every) for i in range(0, todo.num_rows, write_every)]
         actors = max(1, min(actors, len(blocks)))  # a small run starts one actor, not a pool
-        per_actor_cpus = 1 if gpus else max(1, cluster_cpus() // actors)
-        ds = ray.data.from_arrow(blocks).map_batches(
+        threads = 1 if gpus else max(1, cluster_cpus() // actors)
+        # Ask Ray for what is free rather than whole cores: a running Serve app holds fractions of
+        # the CPUs, and actors that wait for whole ones would never start beside it.
+        free = float(ray.available_resources().get("CPU", 0.0))
+        per_actor_cpus = 1.0 if gpus else max(0.1, min(float(threads), free / actors))
+        # from_blocks computes block metadata here; from_arrow runs a 1-CPU task per block, which
+        # never gets scheduled while a running Serve app holds most of the CPUs.
+        ds = ray.data.from_blocks(blocks).map_batches(
             EmbedBatch,
             fn_constructor_kwargs={
                 "model_path": str(path),
                 "device": "cuda" if gpus else "cpu",
                 "batch_size": batch_size,
-                "threads": per_actor_cpus,
+                "threads": threads,
             },
             batch_size=batch_size * 4,
             batch_format="pyarrow",

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from data_contracts import check_index_rows
+from flows.policy import EMBED_TIMEOUT_S, TRANSIENT_RETRIES
 from pipelines.embedding import embed_collection
 from pipelines.ingest import quarantine_frame, write_quarantine
 from pipelines.ray_runtime import ensure_ray
@@ -18,7 +19,8 @@ from pipelines.settings import get_settings, validate_collection
 from pipelines.store import Store
 
 
-@task(name="embed-chunks", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 20])
+# A retry resumes: only chunks without a vector are embedded again.
+@task(name="embed-chunks", cache_policy=NO_CACHE, timeout_seconds=EMBED_TIMEOUT_S, **TRANSIENT_RETRIES)
 def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
     settings = get_settings()
     ensure_ray(settings)
@@ -63,10 +65,15 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
     }
 
 
-@flow(name="embed", log_prints=True)
+@flow(name="embed", log_prints=True, timeout_seconds=EMBED_TIMEOUT_S)
 def embed_flow(collection: str, model: str | None = None) -> dict[str, Any]:
     """Embed COLLECTION's chunks that have no vector for MODEL yet (default: the packaged MiniLM)."""
     validate_collection(collection)
+    if not Store(get_settings().lancedb_location).has(collection, "chunks"):
+        # Fail here with the reason, not later with an empty index marked active.
+        raise ValueError(
+            f"collection {collection!r} has no chunks: run `ragline ingest ... -c {collection}` first"
+        )
     summary = embed_chunks(collection, model)
     summary["flow_run_id"] = str(flow_run.id or "local")
     create_table_artifact(

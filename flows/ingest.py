@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from data_contracts import ContractResult, chunks_suite, documents_suite, validate
+from flows.policy import INGEST_TIMEOUT_S, TRANSIENT_RETRIES
 from pipelines import ingest as lib
 from pipelines.chunking import Chunker, ChunkingConfig
 from pipelines.embedding import resolve_embedding_model
@@ -39,7 +40,7 @@ class IngestSummary:
         return asdict(self)
 
 
-@task(name="parse-sources", cache_policy=NO_CACHE)
+@task(name="parse-sources", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def parse_sources(sources: list[str], options: ReadOptions) -> SourceBatch:
     batch = read_sources(sources, options=options)
     get_run_logger().info(
@@ -64,7 +65,7 @@ def chunk_documents(docs: pl.DataFrame, model_path: str | None, config: Chunking
     return validate(chunks, chunks_suite(config.min_tokens, config.chunk_tokens, docs["id"].to_list()))
 
 
-@task(name="write-collection", cache_policy=NO_CACHE)
+@task(name="write-collection", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)  # idempotent writes
 def write_collection(
     collection: str, docs: pl.DataFrame, chunks: pl.DataFrame, quarantine: pl.DataFrame
 ) -> None:
@@ -74,7 +75,7 @@ def write_collection(
     lib.write_documents(store, collection, docs)
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=True, timeout_seconds=INGEST_TIMEOUT_S)
 def ingest_flow(
     sources: list[str],
     collection: str,

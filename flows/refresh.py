@@ -9,20 +9,28 @@ from prefect import flow
 from flows.embed import embed_flow
 from flows.ingest import ingest_flow
 from flows.optimize import build_variant
+from flows.policy import REFRESH_LOCK_WAIT_S, REFRESH_TIMEOUT_S, collection_lock
 from pipelines.settings import get_settings
 from pipelines.store import Store
 from pipelines.variants import Chunking
 
 
-@flow(name="refresh", log_prints=True)
+@flow(name="refresh", log_prints=True, timeout_seconds=REFRESH_TIMEOUT_S)
 def refresh_flow(
-    sources: list[str], collection: str, format: str = "auto", model: str | None = None
+    sources: list[str],
+    collection: str,
+    format: str = "auto",
+    model: str | None = None,
+    lock_wait_s: float = REFRESH_LOCK_WAIT_S,
 ) -> dict[str, Any]:
-    ingest = ingest_flow(sources, collection, format)
-    embed = embed_flow(collection, model)
-    result = {"ingest": ingest, "embed": embed}
-    champion = Store(get_settings().lancedb_location).champion(collection) or {}
-    if champion.get("index_table"):
-        # The champion was chosen with its own chunking: bring that index up to date too.
-        result["champion_variant"] = build_variant(collection, Chunking(**champion["chunking"]))
+    """Ingest SOURCES into COLLECTION and embed what changed. One refresh per collection at a time
+    (scheduled or by hand): a second one waits up to LOCK_WAIT_S, then fails saying why."""
+    with collection_lock("refresh", collection, lock_wait_s):
+        ingest = ingest_flow(sources, collection, format)
+        embed = embed_flow(collection, model)
+        result = {"ingest": ingest, "embed": embed}
+        champion = Store(get_settings().lancedb_location).champion(collection) or {}
+        if champion.get("index_table"):
+            # The champion was chosen with its own chunking: bring that index up to date too.
+            result["champion_variant"] = build_variant(collection, Chunking(**champion["chunking"]))
     return result

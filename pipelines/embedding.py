@@ -155,7 +155,9 @@ def embed_collection(
     Vectors are written in batches as they stream back; each write is one atomic commit of rows
     that were absent when the run started, so a run killed half-way and started again embeds only
     what is missing and never duplicates a row. Rows that `check` rejects are not written and are
-    returned in `EmbedResult.rejected` (the flow quarantines them).
+    returned in `EmbedResult.rejected` (the flow quarantines them). Stale vectors are deleted and
+    the collection's active index is switched only after every new vector is written, so a run that
+    fails leaves the index serving what it served.
     """
     import ray
 
@@ -168,8 +170,6 @@ def embed_collection(
     have = index.to_arrow().column("id") if index.count_rows() else pa.array([], pa.string())
     todo = chunks.filter(pc.invert(pc.is_in(chunks.column("id"), value_set=have)))
     stale = pc.filter(have, pc.invert(pc.is_in(have, value_set=chunks.column("id")))).to_pylist()
-    for i in range(0, len(stale), 500):
-        index.delete(sql_in("id", stale[i : i + 500]))
 
     started = time.perf_counter()
     written = 0
@@ -228,6 +228,10 @@ def embed_collection(
         if on_progress:
             on_progress(processed(), todo.num_rows)
     seconds = time.perf_counter() - started
+    # Vectors of removed chunks go only once the new ones are in: a run that fails half-way leaves
+    # the index serving everything it served before (plus what it added).
+    for i in range(0, len(stale), 500):
+        index.delete(sql_in("id", stale[i : i + 500]))
     rebuild = written or stale or not _has_fts(index)
     indexes = store.build_indexes(index) if rebuild else {"rows": index.count_rows()}
     store.set_active_index(collection, index.name, info)

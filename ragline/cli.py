@@ -42,6 +42,15 @@ def _setup() -> Any:
     return settings
 
 
+def _run_flow(flow: Any, *args: Any) -> dict[str, Any]:
+    """Run FLOW; when it fails, Prefect has logged the traceback: end with the one-line reason."""
+    try:
+        return flow(*args)
+    except Exception as exc:
+        _fail(f"{flow.name} failed: {(str(exc) or type(exc).__name__).splitlines()[0]}")
+        raise  # unreachable: _fail exits
+
+
 def _print(result: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
         print(json.dumps(result, default=str))
@@ -84,7 +93,8 @@ def ingest(
         fields[key] = value
     from flows.ingest import ingest_flow
 
-    result = ingest_flow([str(s) for s in sources], collection, format, include, exclude, fields, prune)
+    args = ([str(s) for s in sources], collection, format, include, exclude, fields, prune)
+    result = _run_flow(ingest_flow, *args)
     _print(result, as_json, f"ingest {collection}")
 
 
@@ -98,7 +108,7 @@ def embed(
     _setup()
     from flows.embed import embed_flow
 
-    _print(embed_flow(collection, model), as_json, f"embed {collection}")
+    _print(_run_flow(embed_flow, collection, model), as_json, f"embed {collection}")
 
 
 @app.command()
@@ -112,7 +122,7 @@ def refresh(
     _setup()
     from flows.refresh import refresh_flow
 
-    result = refresh_flow([str(s) for s in sources], collection, format)
+    result = _run_flow(refresh_flow, [str(s) for s in sources], collection, format)
     _print(result, as_json, f"refresh {collection}")
 
 
@@ -237,7 +247,9 @@ def up(
         for c in stack.state.components:
             table.add_row(c.name, c.url, str(c.pid))
         out.print(table)
-        out.print(f"API docs {stack.urls['serve']}/docs · auth {'on' if auth else 'off'} · Ctrl-C to stop")
+        keys = "on (`ragline keys create`)" if auth else "off"
+        out.print(f"API docs {stack.urls['serve']}/docs · API keys {keys}")
+        out.print(f"Ray dashboard token: `ray get-auth-token` · logs: {stack.logs} · Ctrl-C to stop")
 
     reason = run(settings, config, out.print, ready)
     if reason:

@@ -74,23 +74,6 @@ def spawn(
     return Child(name, proc, log, stop_signal, grace_s)
 
 
-def run_step(name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path, timeout_s: float) -> None:
-    """Run a one-off command (a registration step) to completion, or raise StartError."""
-    child = spawn(name, cmd, env, log, cwd)
-    try:
-        rc = child.proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        rc = None
-    finally:
-        if child.alive():
-            _killpg(child.pid, signal.SIGKILL)
-            child.proc.wait()
-    if rc != 0:
-        raise StartError(
-            f"{name} failed ({'timed out' if rc is None else f'exit {rc}'}): {child.last_line()} (log: {log})"
-        )
-
-
 def wait_healthy(url: str, children: Iterable[Child], timeout_s: float, what: str) -> None:
     """Poll URL until it answers 200; fail early if a child it depends on exits."""
     deadline = time.monotonic() + timeout_s

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -132,9 +133,13 @@ class Stack:
         }
         self.worker_port = proc.free_port(h)
         self.state = State(
-            self.id, os.getpid(), _create_time(os.getpid()) or 0.0, datetime.now(UTC).isoformat(),
-            str(settings.root), "starting",
-        )  # fmt: skip
+            stack_id=self.id,
+            pid=os.getpid(),
+            started=_create_time(os.getpid()) or 0.0,
+            started_at=datetime.now(UTC).isoformat(),
+            data_dir=str(settings.root),
+            phase="starting",
+        )
         self.deployments: list[str] = []
         self.ray_address = ""
 
@@ -165,10 +170,9 @@ class Stack:
         self.children.append(child)
         return child
 
-    def _record(self, name: str, url: str, health: str, child: proc.Child | None) -> None:
-        pid = child.pid if child else None
-        log = str(child.log) if child else ""
-        self.state.components.append(Component(name, url, health, pid, pid and _create_time(pid), log))
+    def _record(self, name: str, url: str, health: str, child: proc.Child) -> None:
+        started = _create_time(child.pid)
+        self.state.components.append(Component(name, url, health, child.pid, started, str(child.log)))
         self.state.write(state_path(self.settings))
 
     # --- start -----------------------------------------------------------------------------------
@@ -298,14 +302,14 @@ class Stack:
     def _finish_register(self, register: proc.Child) -> None:
         try:
             rc = register.proc.wait(timeout=self.config.start_timeout_s)
-        except Exception:
-            rc = None
-        self.children.remove(register)
+        except subprocess.TimeoutExpired:
+            rc = None  # left in self.children, so stop() ends it
         if rc != 0:
             raise proc.StartError(
                 f"registering the deployments of prefect.yaml failed: {register.last_line()} "
                 f"(log: {register.log})"
             )
+        self.children.remove(register)
 
     def _start_serve(self) -> proc.Child:
         env = self._env(
@@ -336,13 +340,16 @@ class Stack:
         anything of this stack still alive. Returns the pids that had to be swept."""
         self.state.phase = "stopping"
         path = state_path(self.settings)
-        if path.exists():
+        written = State.read(path)
+        mine = written is not None and written.stack_id == self.id  # not another `ragline up`'s
+        if mine:
             self.state.write(path)
         first = [c for c in self.children if c.name not in ("ray", "prefect")]
         proc.stop(first)
         proc.stop([c for c in self.children if c.name in ("ray", "prefect")])
         swept = proc.sweep(self.id)
-        path.unlink(missing_ok=True)
+        if mine:
+            path.unlink(missing_ok=True)
         return swept
 
 
@@ -383,9 +390,10 @@ def run(
         # A second Ctrl-C must not cut the shutdown short and orphan Ray or the worker.
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
-        began = time.monotonic()
+        began, started_any = time.monotonic(), bool(stack.children)
         swept = stack.stop()
-        say(f"stopped in {time.monotonic() - began:.1f} s" + (f" ({len(swept)} killed)" if swept else ""))
+        if started_any:
+            say(f"stopped in {time.monotonic() - began:.1f} s" + (f" ({len(swept)} killed)" if swept else ""))
         for s, handler in previous.items():
             signal.signal(s, handler)
     return reason

@@ -40,16 +40,6 @@ def shared_generator() -> Generator | None:
     return make_generator(get_settings())
 
 
-def base_retrieval(settings: Settings) -> RetrievalConfig:
-    return RetrievalConfig(
-        mode=settings.retrieval_mode,
-        top_k=settings.top_k,
-        rrf_k=settings.rrf_k,
-        vector_weight=settings.vector_weight,
-        text_weight=settings.text_weight,
-    )
-
-
 def base_chunking(settings: Settings) -> Chunking:
     return Chunking(settings.chunk_tokens, settings.chunk_overlap)
 
@@ -74,13 +64,16 @@ def make_evaluator(
     retrieval: RetrievalConfig | None = None,
     chunking: Chunking | None = None,
     *,
+    mode: str | None = None,
     generate: bool = False,
     max_answers: int | None = None,
 ) -> Evaluator:
-    """An evaluator of COLLECTION as serving sees it (its champion, if any), or of RETRIEVAL."""
+    """An evaluator of COLLECTION as serving sees it (its champion, if any; MODE overrides the
+    retrieval mode only), or of RETRIEVAL."""
     store = Store(settings.lancedb_location)
     if retrieval is None:
-        retriever = Retriever.champion(store, collection, base_retrieval(settings))
+        override = {"mode": mode} if mode else {}
+        retriever = Retriever.champion(store, collection, RetrievalConfig.from_settings(settings), **override)
         champion = store.champion(collection) or {}
         chunking = Chunking(**champion["chunking"]) if champion.get("chunking") else chunking
     else:
@@ -157,12 +150,7 @@ def evaluate_flow(
     validate_collection(collection)
     evalset, checked = load_evalset(dataset, collection)
     evalset = evalset.split(split)
-    retrieval = None
-    if mode is not None:
-        store = Store(settings.lancedb_location)
-        champion = Retriever.champion(store, collection, base_retrieval(settings)).config
-        retrieval = RetrievalConfig(**{**champion.__dict__, "mode": mode})
-    evaluator = make_evaluator(settings, collection, retrieval, generate=generate, max_answers=max_answers)
+    evaluator = make_evaluator(settings, collection, mode=mode, generate=generate, max_answers=max_answers)
     report = run_evaluation(evaluator, evalset)
     with tracking.run(settings, collection, f"evaluate-{report.params['retrieval_mode']}") as run:
         tracking.log_report(report, evalset)

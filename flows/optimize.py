@@ -17,7 +17,6 @@ from data_contracts import check_index_rows, chunks_suite, validate
 from flows.evaluate import (
     artifact_key,
     base_chunking,
-    base_retrieval,
     load_evalset,
     make_evaluator,
     publish,
@@ -30,6 +29,7 @@ from pipelines.evaluation import EvalReport
 from pipelines.ingest import quarantine_frame, write_quarantine
 from pipelines.optimization import Candidate, SearchSpace, Trial, best, search
 from pipelines.ray_runtime import ensure_ray
+from pipelines.retrieval import RetrievalConfig
 from pipelines.settings import Settings, get_settings, validate_collection
 from pipelines.store import ANN_MIN_ROWS, Store
 from pipelines.variants import Chunking, chunk_variant, variant_name, write_variant_chunks
@@ -93,7 +93,7 @@ def incumbent(settings: Settings, collection: str) -> tuple[Candidate, dict[str,
     champ = tracking.current_champion(settings, collection)
     if champ and champ["config"]:
         return Candidate.from_dict(champ["config"]), champ
-    return Candidate(base_chunking(settings), base_retrieval(settings)), None
+    return Candidate(base_chunking(settings), RetrievalConfig.from_settings(settings)), None
 
 
 @task(name="search-configs", cache_policy=NO_CACHE)
@@ -133,7 +133,7 @@ def search_configs(
             metric=metric,
             budget_ms=budget_ms,
             space=space,
-            base=base_retrieval(settings),
+            base=RetrievalConfig.from_settings(settings),
             start=start,
             on_trial=on_trial,
         )

@@ -122,6 +122,7 @@ def search(
     """Run TRIALS trials (inside the active MLflow run, each a nested run); returns them all.
 
     START (the incumbent) is the first trial, so the search never ends below where it began."""
+    import mlflow
     import optuna
 
     from pipelines import tracking
@@ -139,8 +140,6 @@ def search(
             p95 = report.metrics.get("retrieval_p95_ms", 0.0)
             score = float(report.metrics.get(metric, 0.0))
             feasible = p95 <= budget_ms
-            import mlflow
-
             mlflow.log_params({"chunking": candidate.chunking.label, "trial": trial.number})
             mlflow.log_metrics({"objective": score, "feasible": float(feasible)})
         trial.set_user_attr("p95_ms", p95)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipelines.settings import Settings
 from pipelines.store import ModelInfo, Store, sql_str
 
 Mode = Literal["hybrid", "vector", "text"]
@@ -46,6 +47,17 @@ class RetrievalConfig:
     # ANN search knobs; used only when the index table has an ANN index (None = LanceDB's default)
     nprobes: int | None = None
     refine_factor: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrievalConfig:
+        """The deployment's defaults (RAGLINE_RETRIEVAL_MODE, _TOP_K, _RRF_K, _*_WEIGHT)."""
+        return cls(
+            mode=settings.retrieval_mode,
+            top_k=settings.top_k,
+            rrf_k=settings.rrf_k,
+            vector_weight=settings.vector_weight,
+            text_weight=settings.text_weight,
+        )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -152,7 +152,9 @@ class Store:
     def _registry_row(self, collection: str) -> dict[str, Any] | None:
         if REGISTRY not in self._names():
             return None
-        rows = self._registry().search().where(f"collection = {sql_str(collection)}").limit(1).to_list()
+        # Read as it is: a registry from before champions simply has no `champion` key yet.
+        table = self.db.open_table(REGISTRY)
+        rows = table.search().where(f"collection = {sql_str(collection)}").limit(1).to_list()
         return rows[0] if rows else None
 
     def _write_registry(self, row: dict[str, Any]) -> None:

@@ -110,13 +110,7 @@ class RetrieverService:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
         self.store = Store(self.settings.lancedb_location, read_consistency=timedelta(seconds=self.RECHECK_S))
-        self.config = RetrievalConfig(
-            mode=self.settings.retrieval_mode,
-            top_k=self.settings.top_k,
-            rrf_k=self.settings.rrf_k,
-            vector_weight=self.settings.vector_weight,
-            text_weight=self.settings.text_weight,
-        )
+        self.config = RetrievalConfig.from_settings(self.settings)
         self._base = self.config
         self._override: dict[str, Any] = {}
         # collection -> (retriever, checked at, (active table, champion version))

@@ -26,6 +26,7 @@ import psutil
 import yaml
 
 from deployments import processes as proc
+from pipelines.ray_runtime import SERVE_ENV
 from pipelines.settings import Settings
 
 POOL = "ragline-local"
@@ -162,6 +163,8 @@ class Stack:
         # Ray's head turns token auth on by default (token in ~/.ray/auth_token) but a driver
         # connecting by address does not: both sides need the mode set.
         env.setdefault("RAY_AUTH_MODE", "token")
+        for key, value in SERVE_ENV.items():  # read by the Ray head, so by every replica it starts
+            env.setdefault(key, value)
         env.update(extra)
         return env
 

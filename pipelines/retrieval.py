@@ -6,11 +6,14 @@ score(d) = sum over rankings r of weight_r / (rrf_k + rank_r(d)).
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
+from lancedb.background_loop import LOOP
 
 from pipelines.settings import Settings
 from pipelines.store import ModelInfo, Store, sql_str
@@ -68,6 +71,27 @@ class RetrievalConfig:
             raise ValueError("rrf_k and the weights must be >= 0")
 
 
+@dataclass(frozen=True)
+class Query:
+    """One search: its text, its vector (vector and hybrid modes) and per-request overrides."""
+
+    text: str
+    vector: np.ndarray | list[float] | None = None
+    top_k: int | None = None
+    mode: Mode | None = None
+    filters: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    text: str
+    mode: Mode
+    top_k: int
+    n: int  # candidates per ranking
+    where: str | None
+    vector: np.ndarray | None
+
+
 def where_clause(filters: dict[str, Any] | None) -> str | None:
     """Equality / membership filters on chunk metadata, as a safely quoted SQL predicate."""
     if not filters:
@@ -103,6 +127,7 @@ class Retriever:
         self.config = config or RetrievalConfig()
         self.table = store.active_index(collection)
         self.model: ModelInfo = Store.model_of(self.table)
+        self._async_table = store.open_async(self.table.name)
 
     @classmethod
     def champion(
@@ -138,21 +163,74 @@ class Retriever:
         mode: Mode | None = None,
         filters: dict[str, Any] | None = None,
     ) -> list[Hit]:
-        cfg = self.config
-        mode = mode or cfg.mode
-        top_k = top_k or cfg.top_k
+        return self.retrieve_many([Query(query, vector, top_k, mode, filters)])[0]
+
+    def retrieve_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """For sync callers (evaluation, notebooks): runs on LanceDB's own background loop, so it
+        works inside a running event loop (Jupyter) too."""
+        return LOOP.run(self.aretrieve_many(queries))
+
+    async def aretrieve_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """Answers several queries at once: the vector searches share one table scan (one LanceDB
+        query with several query vectors), the full-text searches run concurrently. Raises
+        ValueError for a bad query (the caller isolates it: see serving's RetrieverService)."""
+        plans = [self._plan(q) for q in queries]
+        vec_rows, txt_rows = await asyncio.gather(
+            self._vector_many(plans), asyncio.gather(*(self._text(p) for p in plans))
+        )
+        return [self._rank(p, v, t) for p, v, t in zip(plans, vec_rows, txt_rows, strict=True)]
+
+    def _plan(self, q: Query) -> _Plan:
+        mode = q.mode or self.config.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        where = where_clause(filters)
-        n = max(cfg.candidates, top_k)
-        if mode != "text" and vector is None:
-            raise ValueError("vector and hybrid retrieval need the query's vector")
-        vec_rows = self._vector(np.asarray(vector, dtype=np.float32), n, where) if mode != "text" else []
-        txt_rows = self._text(query, n, where) if mode != "vector" and query.strip() else []
-        if mode == "vector":
-            return [self._hit(r, 1.0 - float(r["_distance"])) for r in vec_rows[:top_k]]
-        if mode == "text":
-            return [self._hit(r, float(r["_score"])) for r in txt_rows[:top_k]]
+        top_k = q.top_k or self.config.top_k
+        vector = None
+        if mode != "text":
+            if q.vector is None:
+                raise ValueError("vector and hybrid retrieval need the query's vector")
+            vector = np.asarray(q.vector, dtype=np.float32)
+            if vector.shape != (self.model.dim,):
+                raise ValueError(f"query vector has shape {vector.shape}, index expects ({self.model.dim},)")
+        return _Plan(q.text, mode, top_k, max(self.config.candidates, top_k), where_clause(q.filters), vector)
+
+    async def _vector_many(self, plans: list[_Plan]) -> list[list[dict[str, Any]]]:
+        out: list[list[dict[str, Any]]] = [[] for _ in plans]
+        groups: dict[tuple[str | None, int], list[int]] = {}
+        for i, p in enumerate(plans):
+            if p.vector is not None:
+                groups.setdefault((p.where, p.n), []).append(i)
+        for (where, n), members in groups.items():
+            vectors = [plans[i].vector for i in members]
+            q = self._async_table.query().nearest_to(vectors if len(vectors) > 1 else vectors[0])
+            q = q.column("vector").distance_type("cosine").limit(n)
+            if self.config.nprobes:
+                q = q.nprobes(self.config.nprobes)
+            if self.config.refine_factor:
+                q = q.refine_factor(self.config.refine_factor)
+            if where:
+                q = q.where(where)
+            rows = (await q.select([*_COLUMNS, "_distance"]).to_arrow()).to_pylist()
+            for row in rows:  # one query vector: no query_index column
+                out[members[row.pop("query_index", 0)]].append(row)
+        for rows in out:
+            rows.sort(key=lambda r: r["_distance"])  # stable: LanceDB's order among ties is kept
+        return out
+
+    async def _text(self, p: _Plan) -> list[dict[str, Any]]:
+        if p.mode == "vector" or not p.text.strip():
+            return []
+        q = self._async_table.query().nearest_to_text(p.text, columns="text").limit(p.n)
+        if p.where:
+            q = q.where(p.where)
+        return (await q.select([*_COLUMNS, "_score"]).to_arrow()).to_pylist()
+
+    def _rank(self, p: _Plan, vec_rows: list[dict[str, Any]], txt_rows: list[dict[str, Any]]) -> list[Hit]:
+        if p.mode == "vector":
+            return [self._hit(r, 1.0 - float(r["_distance"])) for r in vec_rows[: p.top_k]]
+        if p.mode == "text":
+            return [self._hit(r, float(r["_score"])) for r in txt_rows[: p.top_k]]
+        cfg = self.config
         rows = {r["id"]: r for r in txt_rows} | {r["id"]: r for r in vec_rows}
         fused = rrf_fuse(
             [
@@ -161,26 +239,8 @@ class Retriever:
             ],
             cfg.rrf_k,
         )
-        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: p.top_k]
         return [self._hit(rows[i], s) for i, s in best]
-
-    def _vector(self, vector: np.ndarray, n: int, where: str | None) -> list[dict[str, Any]]:
-        if vector.shape != (self.model.dim,):
-            raise ValueError(f"query vector has shape {vector.shape}, index expects ({self.model.dim},)")
-        q = self.table.search(vector, vector_column_name="vector").distance_type("cosine").limit(n)
-        if self.config.nprobes:
-            q = q.nprobes(self.config.nprobes)
-        if self.config.refine_factor:
-            q = q.refine_factor(self.config.refine_factor)
-        if where:
-            q = q.where(where, prefilter=True)
-        return q.select([*_COLUMNS, "_distance"]).to_list()
-
-    def _text(self, query: str, n: int, where: str | None) -> list[dict[str, Any]]:
-        q = self.table.search(query, query_type="fts", fts_columns="text").limit(n)
-        if where:
-            q = q.where(where, prefilter=True)
-        return q.select([*_COLUMNS, "_score"]).to_list()
 
     @staticmethod
     def _hit(row: dict[str, Any], score: float) -> Hit:

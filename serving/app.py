@@ -17,6 +17,7 @@ from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, StreamingResponse
 from ray import serve
@@ -25,7 +26,7 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.embedding import Embedder
 from pipelines.generation import GenerationError, cut_at_stop, make_generator
 from pipelines.prompts import PROMPT_VERSION, build_messages, condense
-from pipelines.retrieval import Hit, RetrievalConfig, Retriever
+from pipelines.retrieval import Hit, Query, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
 from serving import auth, errors, observability, resilience
@@ -93,12 +94,13 @@ class QueryEmbedder:
         self.__call__.set_batch_wait_timeout_s(float(cfg.get("batch_wait_timeout_s", 0.002)))
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def __call__(self, queries: list[str]) -> list[list[float]]:
-        return self.embedder.embed(queries).tolist()
+    async def __call__(self, queries: list[str]) -> list[np.ndarray]:
+        return list(self.embedder.embed(queries))  # float32 rows: cheaper to ship than lists of floats
 
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=64,  # >= the batch size, or batches never fill
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
 )
 class RetrieverService:
@@ -113,14 +115,18 @@ class RetrieverService:
         self.config = RetrievalConfig.from_settings(self.settings)
         self._base = self.config
         self._override: dict[str, Any] = {}
-        # collection -> (retriever, checked at, (active table, champion version))
-        self._retrievers: dict[str, tuple[Retriever, float, tuple[str, str | None]]] = {}
+        # collection -> (retriever, checked at, (active table, champion version), table version)
+        self._retrievers: dict[str, tuple[Retriever, float, tuple[str, str | None], int]] = {}
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this on every live replica when the app's `user_config` changes (no restart):
-        retrieval parameters an operator sets live, e.g. {"retrieval": {"mode": ..., "rrf_k": ...}}.
-        They apply on top of each collection's promoted champion."""
-        self._override = dict((user_config or {}).get("retrieval") or {})
+        retrieval parameters an operator sets live, e.g. {"retrieval": {"mode": ..., "rrf_k": ...}},
+        which apply on top of each collection's promoted champion, and the search batching knobs
+        {"max_batch_size": 32, "batch_wait_timeout_s": 0.0}."""
+        cfg = user_config or {}
+        self._batched.set_max_batch_size(int(cfg.get("max_batch_size", 32)))
+        self._batched.set_batch_wait_timeout_s(float(cfg.get("batch_wait_timeout_s", 0.0)))
+        self._override = dict(cfg.get("retrieval") or {})
         self.config = RetrievalConfig(**{**asdict(self._base), **self._override})  # validates now
         self._retrievers.clear()
 
@@ -136,7 +142,9 @@ class RetrieverService:
         retriever = cached[0] if cached and cached[2] == state else None
         if retriever is None:
             retriever = Retriever.champion(self.store, collection, self._base, **self._override)
-        self._retrievers[collection] = (retriever, now, state)
+        # The table version is read here, not per request: a sync LanceDB call costs a thread hop,
+        # and the store itself sees new versions only every RECHECK_S.
+        self._retrievers[collection] = (retriever, now, state, retriever.table_version)
         return retriever
 
     def describe(self, collection: str) -> dict[str, Any]:
@@ -146,7 +154,7 @@ class RetrieverService:
     def collections(self) -> list[str]:
         return self.store.collections()
 
-    def search(
+    async def search(
         self,
         collection: str,
         query: str,
@@ -166,15 +174,38 @@ class RetrieverService:
                 f"the query embedder runs another model ({model_hash[:8]}): re-embed or change the model"
             )
         used = mode or r.config.mode
-        hits = r.retrieve(query, vector, top_k=top_k, mode=used, filters=filters)  # type: ignore[arg-type]
+        hits = await self._batched((r, Query(query, vector, top_k, used, filters)))  # type: ignore[arg-type]
+        if isinstance(hits, Exception):
+            raise hits
         return {
             "hits": [h.to_dict() for h in hits],
             "mode": used,
-            "version": f"{r.table.name}@v{r.table_version}/{used}",
+            "version": f"{r.table.name}@v{self._retrievers[collection][3]}/{used}",
             # for the ingress's metrics and traces
             "search_ms": _ms(t),
             "cache_hit": cached is not None and cached[0] is r,
         }
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def _batched(self, calls: list[tuple[Retriever, Query]]) -> list[list[Hit] | Exception]:
+        """Searches that arrive together share LanceDB queries (one scan for their vectors). A bad
+        query (a filter on an unknown field, say) fails alone: the batch is retried one by one."""
+        by_retriever: dict[int, list[int]] = {}
+        for i, (r, _) in enumerate(calls):
+            by_retriever.setdefault(id(r), []).append(i)
+        out: list[list[Hit] | Exception] = [[] for _ in calls]
+        for members in by_retriever.values():
+            r = calls[members[0]][0]
+            queries = [calls[i][1] for i in members]
+            try:
+                results: list[Any] = await r.aretrieve_many(queries)
+            except Exception:
+                one_by_one = [r.aretrieve_many([q]) for q in queries]
+                results = await asyncio.gather(*one_by_one, return_exceptions=True)
+                results = [x if isinstance(x, Exception) else x[0] for x in results]
+            for i, result in zip(members, results, strict=True):
+                out[i] = result
+        return out
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=4)

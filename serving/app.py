@@ -12,12 +12,11 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, StreamingResponse
 from ray import serve
@@ -30,6 +29,7 @@ from pipelines.retrieval import Hit, Query, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
 from serving import auth, errors, observability, resilience
+from serving.batching import Batcher
 from serving.schemas import (
     ChatCompletionRequest,
     ChatRequest,
@@ -68,6 +68,13 @@ def _degraded_answer(hits: list[dict[str, Any]]) -> str:
     return "The answer could not be generated; the most relevant passages are:\n" + "\n".join(lines)
 
 
+def _model_mismatch(r: Retriever, query_model_hash: str) -> errors.IndexModelMismatchError:
+    return errors.IndexModelMismatchError(
+        f"collection {r.collection!r} was embedded with {r.model.name} ({r.model.path_hash[:8]}); the "
+        f"query embedder runs another model ({query_model_hash[:8]}): re-embed or change the model"
+    )
+
+
 def _source(hit: dict[str, Any]) -> dict[str, Any]:
     return {k: hit[k] for k in ("id", "doc_id", "title", "score", "text", "source_uri")}
 
@@ -78,24 +85,31 @@ def _source(hit: dict[str, Any]) -> dict[str, Any]:
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
 )
 class QueryEmbedder:
-    """Embeds queries; concurrent requests are batched into one forward pass."""
+    """Embeds queries. Callers send lists (the retriever sends each of its search batches), and
+    lists that arrive together are embedded in one forward pass."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         s = Settings(**settings)
         self.embedder = Embedder(s.embedding_model, device=s.embed_device, threads=1)
 
-    def model_hash(self) -> str:
-        return self.embedder.info.path_hash
-
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Live batching knobs: {"max_batch_size": 32, "batch_wait_timeout_s": 0.002}."""
+        """Live batching knobs: {"max_batch_size": 8, "batch_wait_timeout_s": 0.0}; a batch here
+        is a number of callers' lists."""
         cfg = user_config or {}
-        self.__call__.set_max_batch_size(int(cfg.get("max_batch_size", 32)))
-        self.__call__.set_batch_wait_timeout_s(float(cfg.get("batch_wait_timeout_s", 0.002)))
+        self.embed.set_max_batch_size(int(cfg.get("max_batch_size", 8)))
+        self.embed.set_batch_wait_timeout_s(float(cfg.get("batch_wait_timeout_s", 0.0)))
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def __call__(self, queries: list[str]) -> list[np.ndarray]:
-        return list(self.embedder.embed(queries))  # float32 rows: cheaper to ship than lists of floats
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def embed(self, lists: list[list[str]]) -> list[dict[str, Any]]:
+        """{"model_hash": the model's fingerprint, "vectors": float32 rows} per list."""
+        vectors = self.embedder.embed([q for queries in lists for q in queries])
+        out, start = [], 0
+        for queries in lists:
+            out.append(
+                {"model_hash": self.embedder.info.path_hash, "vectors": vectors[start : start + len(queries)]}
+            )
+            start += len(queries)
+        return out
 
 
 @serve.deployment(
@@ -104,12 +118,16 @@ class QueryEmbedder:
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
 )
 class RetrieverService:
-    """One `Retriever` per collection. It re-reads which index table is active every few seconds,
-    so a new embed run or a newly promoted index is served without a restart."""
+    """Answers searches in batches: one call to the query embedder and one LanceDB vector scan per
+    batch. One `Retriever` per collection; it re-reads which index table is active every few
+    seconds, so a new embed run or a newly promoted index is served without a restart."""
 
     RECHECK_S = 5.0
+    MAX_BATCH = 32
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, embedder: DeploymentHandle, settings: dict[str, Any]) -> None:
+        self.embedder = embedder
+        self._batcher = Batcher(self._search_batch, self.MAX_BATCH, slots=2)
         self.settings = Settings(**settings)
         self.store = Store(self.settings.lancedb_location, read_consistency=timedelta(seconds=self.RECHECK_S))
         self.config = RetrievalConfig.from_settings(self.settings)
@@ -121,11 +139,10 @@ class RetrieverService:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this on every live replica when the app's `user_config` changes (no restart):
         retrieval parameters an operator sets live, e.g. {"retrieval": {"mode": ..., "rrf_k": ...}},
-        which apply on top of each collection's promoted champion, and the search batching knobs
-        {"max_batch_size": 32, "batch_wait_timeout_s": 0.0}."""
+        which apply on top of each collection's promoted champion, and {"max_batch_size": 32} (1 turns
+        search batching off)."""
         cfg = user_config or {}
-        self._batched.set_max_batch_size(int(cfg.get("max_batch_size", 32)))
-        self._batched.set_batch_wait_timeout_s(float(cfg.get("batch_wait_timeout_s", 0.0)))
+        self._batcher.max_size = int(cfg.get("max_batch_size", self.MAX_BATCH))
         self._override = dict(cfg.get("retrieval") or {})
         self.config = RetrievalConfig(**{**asdict(self._base), **self._override})  # validates now
         self._retrievers.clear()
@@ -158,42 +175,58 @@ class RetrieverService:
         self,
         collection: str,
         query: str,
-        vector: list[float] | None,
-        model_hash: str | None,
         top_k: int | None,
         mode: str | None,
         filters: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """{"hits": [...], "mode": the mode used, "version": "<table>@v<n>/<mode>"}."""
+        """{"hits": [...], "mode": the mode used, "version": "<table>@v<n>/<mode>", and for the
+        ingress's metrics and traces "embed_ms" (the batch's query embedding), "search_ms"}."""
         t = time.perf_counter()
         cached = self._retrievers.get(collection)
         r = self._get(collection)
-        if model_hash and model_hash != r.model.path_hash:
-            raise errors.IndexModelMismatchError(
-                f"collection {collection!r} was embedded with {r.model.name} ({r.model.path_hash[:8]}); "
-                f"the query embedder runs another model ({model_hash[:8]}): re-embed or change the model"
-            )
         used = mode or r.config.mode
-        hits = await self._batched((r, Query(query, vector, top_k, used, filters)))  # type: ignore[arg-type]
-        if isinstance(hits, Exception):
-            raise hits
+        query_ = Query(query, None, top_k, used, filters)  # type: ignore[arg-type]
+        hits, embed_ms = await self._batcher.submit((r, query_))
         return {
             "hits": [h.to_dict() for h in hits],
             "mode": used,
             "version": f"{r.table.name}@v{self._retrievers[collection][3]}/{used}",
-            # for the ingress's metrics and traces
-            "search_ms": _ms(t),
+            "embed_ms": embed_ms,
+            "search_ms": round(_ms(t) - (embed_ms or 0.0), 1),
             "cache_hit": cached is not None and cached[0] is r,
         }
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _batched(self, calls: list[tuple[Retriever, Query]]) -> list[list[Hit] | Exception]:
-        """Searches that arrive together share LanceDB queries (one scan for their vectors). A bad
-        query (a filter on an unknown field, say) fails alone: the batch is retried one by one."""
+    async def _search_batch(
+        self, calls: list[tuple[Retriever, Query]]
+    ) -> list[tuple[list[Hit], float | None] | Exception]:
+        """Searches that arrived while the replica was busy (serving/batching.py) share one embedder
+        call and one LanceDB vector scan; two batches overlap (one embedding while the other
+        searches). A bad query (a filter on an unknown field, say) fails alone: its group is
+        retried one by one."""
+        out: list[Any] = [None] * len(calls)
+        need = [i for i, (_, q) in enumerate(calls) if q.mode != "text"]
+        embed_ms = None
+        if need:
+            t = time.perf_counter()
+            try:
+                embedded = await resilience.retry_if_replica_died(
+                    lambda: self.embedder.embed.remote([calls[i][1].text for i in need])
+                )
+            except Exception as exc:  # fails the searches that need a vector, not the text-only ones
+                embedded = exc
+            embed_ms = _ms(t)
+            for n, i in enumerate(need):
+                r, q = calls[i]
+                if isinstance(embedded, Exception):
+                    out[i] = embedded
+                elif embedded["model_hash"] != r.model.path_hash:
+                    out[i] = _model_mismatch(r, embedded["model_hash"])
+                else:
+                    calls[i] = (r, replace(q, vector=embedded["vectors"][n]))
         by_retriever: dict[int, list[int]] = {}
         for i, (r, _) in enumerate(calls):
-            by_retriever.setdefault(id(r), []).append(i)
-        out: list[list[Hit] | Exception] = [[] for _ in calls]
+            if out[i] is None:
+                by_retriever.setdefault(id(r), []).append(i)
         for members in by_retriever.values():
             r = calls[members[0]][0]
             queries = [calls[i][1] for i in members]
@@ -204,7 +237,7 @@ class RetrieverService:
                 results = await asyncio.gather(*one_by_one, return_exceptions=True)
                 results = [x if isinstance(x, Exception) else x[0] for x in results]
             for i, result in zip(members, results, strict=True):
-                out[i] = result
+                out[i] = result if isinstance(result, Exception) else (result, embed_ms)
         return out
 
 
@@ -309,7 +342,6 @@ class ChatIngress:
         self.generator = generator
         self.settings = Settings(**settings)
         self.sessions = SessionStore(self.settings.sessions_database)
-        self._model_hash: str | None = None
         observability.configure(self.settings)
         self.guard = auth.Guard.from_settings(self.settings)  # None when auth is off
 
@@ -328,21 +360,9 @@ class ChatIngress:
         timings: Timings,
     ) -> dict[str, Any]:
         t = time.perf_counter()
-        model_hash = None
-        # Embed unless this request asks for text only: the retriever's default mode can change live.
-        if mode != "text":
-            observability.cache("model_hash", self._model_hash is not None)
-            if self._model_hash is None:  # fixed for the embedder's lifetime: ask once
-                self._model_hash = await self.embedder.model_hash.remote()
-            model_hash = self._model_hash
 
         async def search() -> dict[str, Any]:
-            started = time.perf_counter()
-            # Passed on unresolved: Serve hands the vector to the retriever without a trip back here.
-            vector = self.embedder.remote(query) if mode != "text" else None
-            call = self.retriever.search.remote(collection, query, vector, model_hash, top_k, mode, filters)
-            found, _ = await asyncio.gather(call, observability.time_embedding(vector, started))
-            return found
+            return await self.retriever.search.remote(collection, query, top_k, mode, filters)
 
         found = await resilience.retry_if_replica_died(search)  # read-only: safe to ask again
         timings.retrieval_ms = _ms(t)  # query embedding + search
@@ -570,7 +590,7 @@ class ChatIngress:
         collection = self.settings.default_collection
         index = await self.retriever.describe.remote(collection)  # 404 until the index exists
         generator = await self.generator.describe.remote()
-        await self.embedder.remote("ready")
+        await self.embedder.embed.remote(["ready"])
         return {"status": "ready", "collection": collection, "index": index, "generator": generator}
 
 
@@ -582,10 +602,11 @@ def build_app(settings: Settings, overrides: dict[str, dict[str, Any]] | None = 
     def bind(deployment: Any, *args: Any) -> Any:
         return deployment.options(**overrides.get(deployment.name, {})).bind(*args)
 
+    embedder = bind(QueryEmbedder, portable)
     return bind(
         ChatIngress,
-        bind(QueryEmbedder, portable),
-        bind(RetrieverService, portable),
+        embedder,
+        bind(RetrieverService, embedder, portable),
         bind(GeneratorService, portable),
         portable,
     )

@@ -14,7 +14,7 @@ import logging.handlers
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,8 +52,8 @@ REQUEST_LATENCY = Histogram(
 )
 STAGE_LATENCY = Histogram(
     "ragline_stage_latency_seconds",
-    "Per-request time in a stage: embed (query embedding as the ingress sees it), retrieve (the "
-    "retriever's search), generate (the generator's answer)",
+    "Per-request time in a stage: embed (the query embedding of the request's search batch), "
+    "retrieve (the retriever's search), generate (the generator's answer)",
     ["stage"],
     buckets=_BUCKETS,
 )
@@ -61,8 +61,7 @@ TOKENS = Counter("ragline_tokens_total", "Tokens of answered chat requests", ["k
 DEGRADED = Counter("ragline_degraded_answers_total", "Chat answers made of passages: generation failed")
 CACHE = Counter(
     "ragline_cache_requests_total",
-    "Cache lookups: model_hash (the ingress's copy of the embedder's fingerprint), retriever (the "
-    "retriever service's Retriever per collection)",
+    "Cache lookups: retriever (the retriever service's Retriever per collection)",
     ["cache", "result"],
 )
 IN_FLIGHT = Gauge("ragline_requests_in_flight", "Requests this ingress replica is answering now")
@@ -116,31 +115,20 @@ def cache(name: str, hit: bool) -> None:
     CACHE.labels(cache=name, result="hit" if hit else "miss").inc()
 
 
-async def time_embedding(response: Awaitable[Any] | None, start: float) -> None:
-    """Observes the embed stage when the embedder's response (also on its way to the retriever) lands.
-    Never raises: a failed embedding fails the search, which reports it."""
-    if response is None:
-        return
-    try:
-        await response
-    except Exception:
-        return
-    end = time.perf_counter()
-    STAGE_LATENCY.labels(stage="embed").observe(end - start)
-    ctx = _current.get()
-    if ctx is not None:
-        ctx.spans["embed"] = (start, end, {})
-
-
 def retrieved(start: float, query: str, found: dict[str, Any]) -> None:
-    """After a search: the retriever's own search time, its cache result, and the span for a trace."""
+    """After a search: the query embedding and search times the retriever reports, its cache
+    result, and the spans for a trace (the embed span starts with the search: it runs inside it)."""
     end = time.perf_counter()
+    if found.get("embed_ms") is not None:
+        STAGE_LATENCY.labels(stage="embed").observe(found["embed_ms"] / 1000)
     if "search_ms" in found:
         STAGE_LATENCY.labels(stage="retrieve").observe(found["search_ms"] / 1000)
     if "cache_hit" in found:
         cache("retriever", bool(found["cache_hit"]))
     ctx = _current.get()
     if ctx is not None:
+        if found.get("embed_ms") is not None:
+            ctx.spans["embed"] = (start, min(end, start + found["embed_ms"] / 1000), {})
         hits = [{"id": h["id"], "title": h["title"], "score": h["score"]} for h in found["hits"]]
         ctx.spans["retrieve"] = (start, end, {"query": query, "hits": hits, "version": found["version"]})
 

@@ -1,0 +1,64 @@
+"""Batching that adds no wait: a request runs at once when a slot is free, and requests that arrive
+while every slot is busy go together in the next batch.
+
+`@serve.batch` forms a batch as soon as the first request arrives and then waits up to
+`batch_wait_timeout_s` for more, before a slot is free: with no wait its batches are single
+requests, with a wait every request pays it, busy or not. Searches need batches exactly when the
+replica is busy (measured: `benchmarks/serve_latency.py`), so the retriever service batches here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """`await batcher.submit(item)` → FN's result for that item. FN takes a list of items and
+    returns one result per item, an exception instance to fail that item alone; an exception it
+    raises fails its whole batch. At most SLOTS batches run at once, each of at most MAX_SIZE."""
+
+    def __init__(
+        self, fn: Callable[[list[T]], Awaitable[list[R | Exception]]], max_size: int = 32, slots: int = 2
+    ):
+        if max_size < 1 or slots < 1:
+            raise ValueError("max_size and slots must be >= 1")
+        self.fn, self.max_size, self.slots = fn, max_size, slots
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._running = 0
+        self.sizes: list[int] = []  # recent batch sizes, for tests and benchmarks
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._running < self.slots:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]
+                self.sizes = [*self.sizes[-999:], len(batch)]
+                try:
+                    results = await self.fn([item for item, _ in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(
+                            f"batch function returned {len(results)} results for {len(batch)} items"
+                        )
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # the caller went away (cancelled)
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._running -= 1

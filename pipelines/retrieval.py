@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -20,6 +20,7 @@ from pipelines.store import ModelInfo, Store, sql_str
 
 Mode = Literal["hybrid", "vector", "text"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
+Embed = Callable[[list[str]], Awaitable[Sequence[Any]]]  # query texts -> their vectors
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 _COLUMNS = ["id", "doc_id", "title", "text", "source_uri", "chunk_index"]
 FILTERABLE = frozenset({"doc_id", "title", "source_uri", "chunk_index"})
@@ -170,29 +171,46 @@ class Retriever:
         works inside a running event loop (Jupyter) too."""
         return LOOP.run(self.aretrieve_many(queries))
 
-    async def aretrieve_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
+    async def aretrieve_many(self, queries: Sequence[Query], embed: Embed | None = None) -> list[list[Hit]]:
         """Answers several queries at once: the vector searches share one table scan (one LanceDB
-        query with several query vectors), the full-text searches run concurrently. Raises
-        ValueError for a bad query (the caller isolates it: see serving's RetrieverService)."""
-        plans = [self._plan(q) for q in queries]
-        vec_rows, txt_rows = await asyncio.gather(
-            self._vector_many(plans), asyncio.gather(*(self._text(p) for p in plans))
-        )
+        query with several query vectors), the full-text searches run concurrently. With EMBED
+        (texts → vectors), queries that need a vector and have none are embedded by it while
+        their full-text searches already run. Raises ValueError for a bad query (the caller
+        isolates it: see serving's RetrieverService)."""
+        plans = [self._plan(q, deferred=embed is not None) for q in queries]
+        texts = asyncio.ensure_future(asyncio.gather(*(self._text(p) for p in plans)))
+        try:
+            need = [i for i, p in enumerate(plans) if p.mode != "text" and p.vector is None]
+            if need and embed is not None:
+                vectors = await embed([plans[i].text for i in need])
+                for i, vector in zip(need, vectors, strict=True):
+                    plans[i] = replace(plans[i], vector=self._checked(vector))
+            vec_rows = await self._vector_many(plans)
+            txt_rows = await texts
+        finally:
+            if not texts.done():  # embedding failed: stop the text searches, quietly
+                texts.add_done_callback(lambda f: f.cancelled() or f.exception())
+                texts.cancel()
         return [self._rank(p, v, t) for p, v, t in zip(plans, vec_rows, txt_rows, strict=True)]
 
-    def _plan(self, q: Query) -> _Plan:
+    def _plan(self, q: Query, deferred: bool = False) -> _Plan:
+        """DEFERRED: a missing vector will be embedded (aretrieve_many's EMBED)."""
         mode = q.mode or self.config.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         top_k = q.top_k or self.config.top_k
         vector = None
         if mode != "text":
-            if q.vector is None:
+            if q.vector is None and not deferred:
                 raise ValueError("vector and hybrid retrieval need the query's vector")
-            vector = np.asarray(q.vector, dtype=np.float32)
-            if vector.shape != (self.model.dim,):
-                raise ValueError(f"query vector has shape {vector.shape}, index expects ({self.model.dim},)")
+            vector = None if q.vector is None else self._checked(q.vector)
         return _Plan(q.text, mode, top_k, max(self.config.candidates, top_k), where_clause(q.filters), vector)
+
+    def _checked(self, vector: np.ndarray | list[float]) -> np.ndarray:
+        array = np.asarray(vector, dtype=np.float32)
+        if array.shape != (self.model.dim,):
+            raise ValueError(f"query vector has shape {array.shape}, index expects ({self.model.dim},)")
+        return array
 
     async def _vector_many(self, plans: list[_Plan]) -> list[list[dict[str, Any]]]:
         out: list[list[dict[str, Any]]] = [[] for _ in plans]

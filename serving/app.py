@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from importlib.resources import files
 from typing import Any
@@ -25,7 +25,7 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.embedding import Embedder
 from pipelines.generation import GenerationError, cut_at_stop, make_generator
 from pipelines.prompts import PROMPT_VERSION, build_messages, condense
-from pipelines.retrieval import Hit, Query, RetrievalConfig, Retriever
+from pipelines.retrieval import Embed, Hit, Query, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
 from serving import auth, errors, observability, resilience
@@ -200,45 +200,40 @@ class RetrieverService:
         self, calls: list[tuple[Retriever, Query]]
     ) -> list[tuple[list[Hit], float | None] | Exception]:
         """Searches that arrived while the replica was busy (serving/batching.py) share one embedder
-        call and one LanceDB vector scan; two batches overlap (one embedding while the other
-        searches). A bad query (a filter on an unknown field, say) fails alone: its group is
-        retried one by one."""
+        call and one LanceDB vector scan per collection; their full-text searches run while the
+        embedder works, and two batches overlap. A bad query (a filter on an unknown field, say)
+        fails alone: its group is retried one by one."""
         out: list[Any] = [None] * len(calls)
-        need = [i for i, (_, q) in enumerate(calls) if q.mode != "text"]
-        embed_ms = None
-        if need:
-            t = time.perf_counter()
-            try:
-                embedded = await resilience.retry_if_replica_died(
-                    lambda: self.embedder.embed.remote([calls[i][1].text for i in need])
-                )
-            except Exception as exc:  # fails the searches that need a vector, not the text-only ones
-                embedded = exc
-            embed_ms = _ms(t)
-            for n, i in enumerate(need):
-                r, q = calls[i]
-                if isinstance(embedded, Exception):
-                    out[i] = embedded
-                elif embedded["model_hash"] != r.model.path_hash:
-                    out[i] = _model_mismatch(r, embedded["model_hash"])
-                else:
-                    calls[i] = (r, replace(q, vector=embedded["vectors"][n]))
         by_retriever: dict[int, list[int]] = {}
         for i, (r, _) in enumerate(calls):
-            if out[i] is None:
-                by_retriever.setdefault(id(r), []).append(i)
+            by_retriever.setdefault(id(r), []).append(i)
         for members in by_retriever.values():
             r = calls[members[0]][0]
             queries = [calls[i][1] for i in members]
+            timing: dict[str, float] = {}
             try:
-                results: list[Any] = await r.aretrieve_many(queries)
+                results: list[Any] = await r.aretrieve_many(queries, self._embed_for(r, timing))
             except Exception:
-                one_by_one = [r.aretrieve_many([q]) for q in queries]
+                one_by_one = [r.aretrieve_many([q], self._embed_for(r, timing)) for q in queries]
                 results = await asyncio.gather(*one_by_one, return_exceptions=True)
                 results = [x if isinstance(x, Exception) else x[0] for x in results]
             for i, result in zip(members, results, strict=True):
-                out[i] = result if isinstance(result, Exception) else (result, embed_ms)
+                out[i] = result if isinstance(result, Exception) else (result, timing.get("embed_ms"))
         return out
+
+    def _embed_for(self, r: Retriever, timing: dict[str, float]) -> Embed:
+        """The query embedder as R's embed function: asked again once if its replica died, and
+        checked to run the model R's index was built with."""
+
+        async def embed(texts: list[str]) -> Any:
+            t = time.perf_counter()
+            embedded = await resilience.retry_if_replica_died(lambda: self.embedder.embed.remote(texts))
+            timing["embed_ms"] = _ms(t)
+            if embedded["model_hash"] != r.model.path_hash:
+                raise _model_mismatch(r, embedded["model_hash"])
+            return embedded["vectors"]
+
+        return embed
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=4)

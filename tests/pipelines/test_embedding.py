@@ -93,3 +93,40 @@ def test_chunk_frame_matches_the_chunks_schema() -> None:
     from pipelines.schemas import CHUNKS
 
     assert pl.DataFrame(chunk_frame(TEXTS)).to_arrow().select(CHUNKS.names).cast(CHUNKS).num_rows == 3
+
+
+def test_batched_retrieval_equals_one_by_one_and_embeds_only_what_needs_a_vector(
+    store: Store, embedder: Embedder
+) -> None:
+    from lancedb.background_loop import LOOP
+
+    from pipelines.retrieval import Query
+
+    ingest.write_chunks(store, "batch", [], chunk_frame(TEXTS, prefix="q"))
+    embed_collection(store, "batch")
+    retriever = Retriever(store, "batch")
+    questions = ["glacier valleys", "poem of fourteen lines", "light into glucose"]
+    vectors = embedder.embed(questions)
+    single = [retriever.retrieve(q, v) for q, v in zip(questions, vectors, strict=True)]
+    assert [hits[0].id for hits in single] == ["q0", "q1", "q2"]
+    batched = retriever.retrieve_many([Query(q, v) for q, v in zip(questions, vectors, strict=True)])
+    assert [[h.id for h in hits] for hits in batched] == [[h.id for h in hits] for hits in single]
+
+    asked: list[list[str]] = []
+
+    async def embed(texts: list[str]) -> list[object]:
+        asked.append(texts)
+        return list(embedder.embed(texts))
+
+    queries = [Query(questions[0]), Query(questions[1], mode="text"), Query(questions[2], mode="vector")]
+    deferred = LOOP.run(retriever.aretrieve_many(queries, embed))
+    assert asked == [[questions[0], questions[2]]]  # one call, for the two that need a vector
+    assert [hits[0].id for hits in deferred] == ["q0", "q1", "q2"]
+
+    async def broken(texts: list[str]) -> list[object]:
+        raise RuntimeError("embedder down")
+
+    with pytest.raises(RuntimeError, match="embedder down"):
+        LOOP.run(retriever.aretrieve_many(queries, broken))
+    text_only = LOOP.run(retriever.aretrieve_many([Query(questions[1], mode="text")], broken))
+    assert text_only[0][0].id == "q1"

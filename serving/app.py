@@ -1,5 +1,8 @@
-"""The Ray Serve graph: HTTP ingress (FastAPI) → query embedder → retriever → generator.
+"""The Ray Serve graph: HTTP ingress (FastAPI) → retriever service (→ query embedder, once per
+search batch) → generator.
 
+A search is one call from the ingress: the retriever service batches the searches that arrive
+while it is busy and asks the embedder for the batch's vectors (benchmarks/README.md has why).
 Each deployment wraps one `pipelines` component; the same `Retriever` class answers here, in
 evaluation and in notebooks. `build_app(settings)` composes the graph; `app_builder(args)` is the
 entry point for Serve config files (`import_path: serving.app:app_builder`).

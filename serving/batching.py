@@ -30,7 +30,6 @@ class Batcher(Generic[T, R]):
         self.fn, self.max_size, self.slots = fn, max_size, slots
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0
-        self.sizes: list[int] = []  # recent batch sizes, for tests and benchmarks
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -44,7 +43,6 @@ class Batcher(Generic[T, R]):
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]
-                self.sizes = [*self.sizes[-999:], len(batch)]
                 try:
                     results = await self.fn([item for item, _ in batch])
                     if len(results) != len(batch):

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -29,15 +28,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
 
 from pipelines.settings import validate_collection
+from serving.sessions import open_engine
 
 ALL = "*"
 KEY_PREFIX = "rlk_"
@@ -123,21 +120,6 @@ class ApiKey:
         }
 
 
-def _engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
-    if url.startswith("sqlite"):
-        if engine.url.database and engine.url.database != ":memory:":
-            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # e.g. a fresh data dir
-
-        # Serve replicas and the CLI share the file: WAL lets readers and one writer work together.
-        @event.listens_for(engine, "connect")
-        def _wal(dbapi_conn: Any, _: Any) -> None:
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute("PRAGMA busy_timeout=5000")
-
-    return engine
-
-
 def _key(row: Any) -> ApiKey:
     return ApiKey(
         id=row.id,
@@ -156,7 +138,7 @@ def _key(row: Any) -> ApiKey:
 
 class KeyStore:
     def __init__(self, url: str) -> None:
-        self.engine = _engine(url)
+        self.engine = open_engine(url)
         metadata.create_all(self.engine)
 
     # --- administration (the CLI) ---------------------------------------------------------------

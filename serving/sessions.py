@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.engine import Engine
 
 metadata = MetaData()
 messages = Table(
@@ -49,16 +51,25 @@ class UnknownMessageError(LookupError):
     pass
 
 
+def open_engine(url: str) -> Engine:
+    """The sessions database (API keys live there too, serving/keys.py)."""
+    engine = create_engine(url, future=True)
+    if url.startswith("sqlite"):
+        if engine.url.database and engine.url.database != ":memory:":
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # e.g. a fresh data dir
+
+        # Serve replicas and the CLI share the file: WAL lets readers and one writer work together.
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_conn: Any, _: Any) -> None:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA busy_timeout=5000")
+
+    return engine
+
+
 class SessionStore:
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            # Several Serve replicas share the file: WAL lets readers and one writer work together.
-            @event.listens_for(self.engine, "connect")
-            def _wal(dbapi_conn: Any, _: Any) -> None:
-                dbapi_conn.execute("PRAGMA journal_mode=WAL")
-                dbapi_conn.execute("PRAGMA busy_timeout=5000")
-
+        self.engine = open_engine(url)
         metadata.create_all(self.engine)
 
     def history(self, session_id: str, turns: int = 3) -> list[dict[str, str]]:

@@ -26,7 +26,7 @@ import psutil
 import yaml
 
 from deployments import processes as proc
-from pipelines.ray_runtime import SERVE_ENV
+from pipelines.ray_runtime import SERVE_ENV, haproxy_ports
 from pipelines.settings import Settings
 
 POOL = "ragline-local"
@@ -264,7 +264,9 @@ class Stack:
         cmd += ["--ray-client-server-port", str(proc.free_port())]
         self.ray_address = f"{get_node_ip_address()}:{gcs_port}"
         # Serve is stopped before Ray, so Ray's drain-on-SIGTERM (30 s by default) has nothing to do.
-        env = self._env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+        # Ports of its own for HAProxy's listeners: not the ones a Ray started by this process's
+        # parent (a test session, a demo) took.
+        env = self._env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **haproxy_ports())
         child = self._spawn("ray", cmd, env, grace_s=30)
         self._record("ray", self.urls["ray"], f"{self.urls['ray']}/api/gcs_healthz", child)
         return child

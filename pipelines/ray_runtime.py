@@ -4,6 +4,7 @@ RAY_ADDRESS is set."""
 from __future__ import annotations
 
 import os
+import socket
 
 from pipelines.settings import Settings
 
@@ -23,6 +24,18 @@ WORKER_ENV = {
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
+def haproxy_ports() -> dict[str, str]:
+    """Free ports for HAProxy's own metrics and stats listeners, for a Ray this process starts.
+    Ray fixes them at 9101 and 8404, so a second Serve on one machine (a test session's app beside
+    `ragline up`, say) failed to start: "Some protocols failed to start their listeners"."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("", 0))
+            ports.append(str(s.getsockname()[1]))
+    return {"RAY_SERVE_HAPROXY_METRICS_PORT": ports[0], "RAY_SERVE_HAPROXY_STATS_PORT": ports[1]}
+
+
 def ensure_ray(settings: Settings) -> None:
     import warnings
 
@@ -39,6 +52,8 @@ def ensure_ray(settings: Settings) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
         return
+    for key, value in haproxy_ports().items():
+        os.environ.setdefault(key, value)
     temp = settings.ray_temp_dir
     temp.mkdir(parents=True, exist_ok=True)
     ray.init(

@@ -3,9 +3,10 @@
 `install(api)` adds a middleware that, on every /v1 route, checks `Authorization: Bearer <key>`
 (401), applies the key's rate limit (429 + Retry-After) and makes the key the request's caller.
 Routes then call `allow(collection)` (403 for a collection the key may not read), `visible(names)`
-(/v1/models), `session_key(id)` (tenants never share a conversation) and `account(prompt,
-completion)` (tokens summed per key). With auth off there is no caller and every hook is a no-op.
-Everything outside /v1 (the page, health, readiness, metrics, the OpenAPI docs) stays open.
+(/v1/models), `session_key(id)` (tenants never share a conversation), `session_prefix()` (feedback
+only on the tenant's own messages) and `account(prompt, completion)` (tokens summed per key). With
+auth off there is no caller and every hook is a no-op. Everything outside /v1 (the page, health,
+readiness, metrics, the OpenAPI docs) stays open.
 
 The caller travels in a context variable: the middleware sets it before the route runs, and the
 route, its streamed body and the helpers it calls all see it, with no extra parameter on every
@@ -21,6 +22,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipelines.settings import Settings
 from serving.errors import error
@@ -84,8 +87,8 @@ def _unauthorized(message: str) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Guard APP's /v1 routes with the `guard` attribute of the Serve replica's ingress object
-    (None = auth off). Module-level functions, so Serve ships them by reference."""
-    app.middleware("http")(authenticate)
+    (None = auth off). Module-level names, so Serve ships them by reference."""
+    app.add_middleware(Authenticate)
     app.add_exception_handler(ForbiddenError, forbidden)
 
 
@@ -106,18 +109,28 @@ def _path(scope: dict[str, Any]) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-async def authenticate(request: Request, call_next: Any) -> Response:
-    guard = _replica_guard()
-    if guard is None or not _path(request.scope).startswith(PROTECTED_PREFIX):
-        return await call_next(request)
-    admitted = guard.admit(request.headers.get("authorization"))
-    if isinstance(admitted, Response):
-        return admitted
-    token = _caller.set(Caller(admitted, guard))
-    try:
-        return await call_next(request)
-    finally:
-        _caller.reset(token)
+class Authenticate:
+    """Pure ASGI (Starlette's `@app.middleware("http")` costs an extra task and a body stream per
+    request, measurable on the search path): admits or refuses /v1 requests, and makes the key the
+    request's caller for the route and its streamed body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = _replica_guard() if scope["type"] == "http" else None
+        if guard is None or not _path(scope).startswith(PROTECTED_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        admitted = guard.admit(Headers(scope=scope).get("authorization"))
+        if isinstance(admitted, Response):
+            await admitted(scope, receive, send)
+            return
+        token = _caller.set(Caller(admitted, guard))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _caller.reset(token)
 
 
 async def forbidden(_: Request, exc: Exception) -> JSONResponse:
@@ -147,6 +160,13 @@ def session_key(session_id: str) -> str:
     if caller is None:
         return session_id
     return f"{caller.key.tenant}/{hashlib.sha256(session_id.encode()).hexdigest()[:32]}"
+
+
+def session_prefix() -> str:
+    """What the caller's session keys start with ("" with auth off): feedback is only taken for
+    messages of the caller's tenant."""
+    caller = _caller.get()
+    return "" if caller is None else f"{caller.key.tenant}/"
 
 
 def account(prompt_tokens: int, completion_tokens: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 MAX_MESSAGE_CHARS = 4000
 # Bounds on everything a client sends (the body as a whole is capped by errors.MAX_BODY_BYTES).
@@ -90,8 +90,26 @@ class SearchResponse(BaseModel):
 
 
 class OpenAIMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str = Field(max_length=MAX_MESSAGE_CHARS * 4)
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str = Field(default="", max_length=MAX_MESSAGE_CHARS * 4)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_of_parts(cls, value: object) -> object:
+        """OpenAI clients may send content as parts, [{"type": "text", "text": ...}]; their text is
+        the message. Other parts (images, audio) are refused by name; null (an assistant turn that
+        only called tools) is empty."""
+        if value is None:
+            return ""
+        if not isinstance(value, list):
+            return value
+        texts = []
+        for part in value:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind != "text" or not isinstance(part.get("text"), str):
+                raise ValueError(f"only text content parts are supported, got a {kind!r} part")
+            texts.append(part["text"])
+        return "\n".join(texts)
 
 
 class ChatCompletionRequest(BaseModel):

@@ -47,6 +47,9 @@ feedback = Table(
 )
 
 
+HISTORY_TURNS = 3  # exchanges of a conversation that a new question sees
+
+
 class UnknownMessageError(LookupError):
     pass
 
@@ -72,7 +75,7 @@ class SessionStore:
         self.engine = open_engine(url)
         metadata.create_all(self.engine)
 
-    def history(self, session_id: str, turns: int = 3) -> list[dict[str, str]]:
+    def history(self, session_id: str, turns: int = HISTORY_TURNS) -> list[dict[str, str]]:
         """The last TURNS exchanges, oldest first, as chat messages."""
         q = (
             select(messages.c.role, messages.c.content)
@@ -99,10 +102,11 @@ class SessionStore:
             )
         return message_id
 
-    def add_feedback(self, message_id: str, rating: int, comment: str = "") -> str:
+    def add_feedback(self, message_id: str, rating: int, comment: str = "", session_prefix: str = "") -> str:
+        """SESSION_PREFIX: a tenant's (auth.session_key); a message outside it is unknown to them."""
         with self.engine.begin() as conn:
             row = conn.execute(select(messages.c.session_id).where(messages.c.id == message_id)).first()
-            if row is None:
+            if row is None or not row.session_id.startswith(session_prefix):
                 raise UnknownMessageError(f"no message with id {message_id!r}")
             feedback_id = uuid.uuid4().hex
             conn.execute(

@@ -189,6 +189,28 @@ def test_the_openai_client_library_works_against_the_service(service: str) -> No
     assert COLLECTION in {m.id for m in client.models.list().data}
 
 
+def test_openai_messages_may_be_parts_and_carry_the_conversation(service: str) -> None:
+    """What OpenAI clients send: content as a list of text parts, and the earlier turns, which
+    resolve a follow-up as a session's history would."""
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "How do I keep a sourdough starter alive?"},
+        {"role": "assistant", "content": None},  # a turn that only called tools
+        {"role": "user", "content": [{"type": "text", "text": "And how often does it need feeding?"}]},
+    ]
+    r = httpx.post(
+        f"{service}/v1/chat/completions",
+        json={"model": COLLECTION, "messages": messages, "max_tokens": 8},
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["sources"][0]["title"] == "Keeping a Sourdough Starter Alive"  # "it" was resolved
+    image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
+    body = {"model": COLLECTION, "messages": [image]}
+    r = httpx.post(f"{service}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 422 and "only text content parts" in r.json()["error"]["message"]
+
+
 def _second_app(service: str, settings: Settings, name: str, **updates: object) -> str:
     """Another app beside the main one, on the same HTTP port under /NAME, holding no CPUs."""
     from serving import runner

@@ -18,6 +18,7 @@ from ragline.cli import app as cli
 from serving.keys import KeyStore
 from serving.sessions import SessionStore
 from tests.conftest import E2E_COLLECTION, HOSTILE_COLLECTION
+from tests.serving.browser import ARTIFACTS, launch
 from tests.serving.extra_apps import delete_extra_app, start_extra_app
 
 pytestmark = pytest.mark.e2e
@@ -212,6 +213,32 @@ def test_tokens_are_summed_per_key_and_sessions_kept_per_tenant(
     assert len(sessions.history(f"acme/{hashed}", turns=10)) == 4  # two acme turns
     assert len(sessions.history(f"globex/{hashed}", turns=10)) == 2
     assert sessions.history("shared-id") == []
+
+    # Feedback only on one's own tenant's messages: another tenant's message is unknown (404).
+    rate = {"message_id": plain["message_id"], "rating": 1}
+    feedback = f"{auth_service}/v1/feedback"
+    _error(httpx.post(feedback, json=rate, headers=_bearer(keys["globex"]), timeout=30), 404, "http_error")
+    own = httpx.post(feedback, json=rate, headers=headers, timeout=30)
+    assert own.status_code == 200 and len(sessions.feedback_for(plain["message_id"])) == 1
+
+
+def test_the_chat_page_asks_for_a_key_and_sends_it(auth_service: str, keys: dict[str, str]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1100, "height": 700})
+        page.goto(f"{auth_service}/")
+        expect(page.locator("#keyrow")).to_be_visible()
+        expect(page.locator("#keynote")).to_contain_text("API key is required")
+        page.fill("#apikey", keys["acme"])
+        page.click("#usekey")
+        expect(page.locator("#collection option")).to_have_text([E2E_COLLECTION])  # only the key's
+        page.fill("#question", "What is a Fresnel lens?")
+        page.click("#send")
+        expect(page.locator("ol.sources li").first).to_be_visible(timeout=180_000)
+        page.screenshot(path=str(ARTIFACTS / "chat-page-with-key.png"), full_page=True)
+        browser.close()
 
 
 def test_keys_cli_creates_lists_and_revokes(auth_service: str, store: KeyStore) -> None:

@@ -3,7 +3,8 @@
     python benchmarks/serve_latency.py [--seconds 30] [--clients 16]
 
 1. /v1/search through Serve vs the same Retriever (+ query embedding) called in-process, in turns
-   per question, one request at a time: p50/p95 and the p50 ratio (goal: Serve adds < 30%).
+   per question, one request at a time: p50/p95 and the p50 ratio (goal: Serve adds < 30%), and
+   where the served time goes, from the response's timings (benchmarks/serve_hops.py: the floor).
 2. /v1/search with N concurrent clients for S seconds, query batching on vs off (the retriever
    service's search batches and the embedder's): requests/s, errors. The clients cycle through
    the 16 questions below and the 43 of the sample evaluation set.
@@ -112,6 +113,7 @@ def main() -> None:
     url = runner.start(settings)
     questions = all_questions()
     inproc, served = [], []
+    parts: dict[str, list[float]] = {k: [] for k in ("embed", "search", "http", "call", "emb_call", "own")}
     with httpx.Client(timeout=30) as c:
         for q in questions:  # warm-up, both ways
             c.post(f"{url}/v1/search", json={"query": q})
@@ -120,17 +122,34 @@ def main() -> None:
         for _ in range(args.rounds):
             for q in questions:
                 t = time.perf_counter()
-                retriever.retrieve(q, embedder.embed([q])[0])
+                vector = embedder.embed([q])[0]
+                t_embed = time.perf_counter()
+                retriever.retrieve(q, vector)
                 inproc.append((time.perf_counter() - t) * 1000)
+                parts["embed"].append((t_embed - t) * 1000)
+                parts["search"].append(inproc[-1] - parts["embed"][-1])
                 t = time.perf_counter()
-                assert c.post(f"{url}/v1/search", json={"query": q}).status_code == 200
+                r = c.post(f"{url}/v1/search", json={"query": q})
                 served.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, r.text
+                timings = r.json()["timings"]
+                parts["http"].append(served[-1] - timings["retrieval_ms"])
+                parts["call"].append(timings["retrieval_ms"] - timings["embed_ms"] - timings["search_ms"])
+                parts["emb_call"].append(timings["embed_ms"])
+                parts["own"].append(timings["search_ms"])
     p50_in, p50_srv = statistics.median(inproc), statistics.median(served)
     print(
         f"1. /v1/search latency over {len(served)} requests: Serve p50 {p50_srv:.1f} ms, p95 "
         f"{pct(served, 0.95):.1f} ms; in-process retriever p50 {p50_in:.1f} ms, "
         f"p95 {pct(inproc, 0.95):.1f} ms; "
         f"Serve adds {100 * (p50_srv / p50_in - 1):.0f}% at p50 (ratio {p50_srv / p50_in:.2f})"
+    )
+    med = {k: statistics.median(v) for k, v in parts.items()}
+    print(
+        f"   medians through Serve: HTTP + ingress {med['http']:.1f} ms, ingress -> retriever call "
+        f"{med['call']:.1f} ms, retriever -> embedder call {med['emb_call']:.1f} ms (in-process "
+        f"embedding {med['embed']:.1f} ms), retriever's own work {med['own']:.1f} ms (in-process "
+        f"search {med['search']:.1f} ms; its full-text part runs during the embedder call)"
     )
 
     off = {"max_batch_size": 1}  # and every search at once, as if there were no batcher

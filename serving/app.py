@@ -371,6 +371,7 @@ class ChatIngress:
 
         found = await resilience.retry_if_replica_died(search)  # read-only: safe to ask again
         timings.retrieval_ms = _ms(t)  # query embedding + search
+        timings.embed_ms, timings.search_ms = found.get("embed_ms"), found.get("search_ms")
         observability.retrieved(t, query, found)
         return found
 

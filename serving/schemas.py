@@ -44,7 +44,11 @@ class Usage(BaseModel):
 
 
 class Timings(BaseModel):
-    retrieval_ms: float = 0.0
+    retrieval_ms: float = Field(default=0.0, description="the ingress's call to the retriever, end to end")
+    embed_ms: float | None = Field(
+        default=None, description="of which the retriever's call to the query embedder (its search batch's)"
+    )
+    search_ms: float | None = Field(default=None, description="of which the retriever's own work")
     generation_ms: float = 0.0
 
 

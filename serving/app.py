@@ -32,7 +32,7 @@ from pipelines.retrieval import Embed, Hit, Query, RetrievalConfig, Retriever
 from pipelines.settings import Settings, validate_collection
 from pipelines.store import Store
 from serving import auth, errors, observability, resilience
-from serving.batching import Batcher
+from serving.batching import Batcher, release_slot
 from serving.schemas import (
     ChatCompletionRequest,
     ChatRequest,
@@ -127,8 +127,9 @@ class RetrieverService:
 
     RECHECK_S = 5.0
     MAX_BATCH = 32
-    # One batch at a time: what arrives meanwhile makes the next batch bigger. On 2 cores that beat
-    # two overlapping batches by ~5% in requests/s and ~2 ms of CPU per search (benchmarks/README.md).
+    # One batch at the embedder at a time (a batch releases its slot once its vectors are back, and
+    # is searched while the next is embedded): what arrives meanwhile makes the next batch bigger.
+    # On 2 cores that beat two overlapping batches by ~5% in requests/s (benchmarks/README.md).
     SLOTS = 1
 
     def __init__(self, embedder: DeploymentHandle, settings: dict[str, Any]) -> None:
@@ -211,8 +212,8 @@ class RetrieverService:
     ) -> list[tuple[list[Hit], float | None] | Exception]:
         """Searches that arrived while the replica was busy (serving/batching.py) share one embedder
         call and one LanceDB vector scan per collection; their full-text searches run while the
-        embedder works. A bad query (a filter on an unknown field, say)
-        fails alone: its group is retried one by one."""
+        embedder works, and the next batch goes to the embedder while this one is searched. A bad
+        query (a filter on an unknown field, say) fails alone: its group is retried one by one."""
         out: list[Any] = [None] * len(calls)
         by_retriever: dict[int, list[int]] = {}
         for i, (r, _) in enumerate(calls):
@@ -239,6 +240,7 @@ class RetrieverService:
             t = time.perf_counter()
             embedded = await resilience.retry_if_replica_died(lambda: self.embedder.embed.remote(texts))
             timing["embed_ms"] = _ms(t)
+            release_slot()  # the next batch may go to the embedder while this one is searched
             if embedded["model_hash"] != r.model.path_hash:
                 raise _model_mismatch(r, embedded["model_hash"])
             return embedded["vectors"]

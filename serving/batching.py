@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+_release: ContextVar[Callable[[], None] | None] = ContextVar("ragline_batch_release", default=None)
+
+
+def release_slot() -> None:
+    """Called from inside a batch: its slot may start the next batch now, while this one finishes.
+    A pipeline: the retriever service releases once its batch's query vectors are back, so the
+    next batch is embedded while this one is searched. No-op outside a batch."""
+    release = _release.get()
+    if release is not None:
+        release()
 
 
 class Batcher(Generic[T, R]):
     """`await batcher.submit(item)` → FN's result for that item. FN takes a list of items and
     returns one result per item, an exception instance to fail that item alone; an exception it
-    raises fails its whole batch. At most SLOTS batches run at once, each of at most MAX_SIZE."""
+    raises fails its whole batch. At most SLOTS batches run at once (until they `release_slot()`),
+    each of at most MAX_SIZE."""
 
     def __init__(
         self, fn: Callable[[list[T]], Awaitable[list[R | Exception]]], max_size: int = 32, slots: int = 2
@@ -30,6 +42,7 @@ class Batcher(Generic[T, R]):
         self.fn, self.max_size, self.slots = fn, max_size, slots
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -40,23 +53,33 @@ class Batcher(Generic[T, R]):
         return await future
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size :]
-                try:
-                    results = await self.fn([item for item, _ in batch])
-                    if len(results) != len(batch):
-                        raise RuntimeError(
-                            f"batch function returned {len(results)} results for {len(batch)} items"
-                        )
-                except Exception as exc:
-                    results = [exc] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():  # the caller went away (cancelled)
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                freed = asyncio.Event()
+                task = loop.create_task(self._run(batch, freed))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                await freed.wait()
         finally:
             self._running -= 1
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]], freed: asyncio.Event) -> None:
+        _release.set(freed.set)  # this task's own context: release_slot() inside FN finds it
+        try:
+            try:
+                results = await self.fn([item for item, _ in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"batch function gave {len(results)} results for {len(batch)} items")
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # the caller went away (cancelled)
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        finally:
+            freed.set()

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from serving.batching import Batcher
+from serving.batching import Batcher, release_slot
 
 
 def test_requests_that_arrive_while_busy_form_the_next_batch() -> None:
@@ -63,3 +63,28 @@ def test_two_slots_overlap_batches() -> None:
     assert peak == 2
     with pytest.raises(ValueError):
         Batcher(slow, max_size=0)
+
+
+def test_a_batch_that_releases_its_slot_lets_the_next_one_start() -> None:
+    """The retriever service's pipeline: once a batch's query vectors are back it releases its
+    slot, and the next batch is embedded while the first is still being searched."""
+    events: list[str] = []
+
+    async def staged(items: list[int]) -> list[int | Exception]:
+        events.append(f"embed {items}")
+        await asyncio.sleep(0.01)
+        release_slot()
+        await asyncio.sleep(0.05)  # searching
+        events.append(f"done {items}")
+        return list(items)
+
+    async def main() -> list[int]:
+        batcher = Batcher(staged, slots=1)
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.005)
+        second = asyncio.create_task(batcher.submit(1))
+        return [await first, await second]
+
+    assert asyncio.run(main()) == [0, 1]
+    assert events == ["embed [0]", "embed [1]", "done [0]", "done [1]"]
+    release_slot()  # outside a batch: nothing to release

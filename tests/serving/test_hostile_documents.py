@@ -13,7 +13,7 @@ from pipelines.prompts import SYSTEM, build_messages
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 from tests.conftest import HOSTILE_COLLECTION
-from tests.serving.test_chat_page import ARGS, CHROMIUM
+from tests.serving.browser import launch
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +66,7 @@ def test_html_in_a_document_or_question_is_shown_as_text_never_run(service: str)
 
     question = "What does the blue pennant at Port Elwick mean? <img src=y onerror=\"window.__pwned='q'\">"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch(p)
         page = browser.new_page()
         requested: list[str] = []
         page.on("request", lambda req: requested.append(req.url))

@@ -10,6 +10,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from ray.exceptions import RayActorError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -67,4 +68,7 @@ def install(app: FastAPI) -> None:
 def message_of(exc: BaseException) -> str:
     # A RayTaskError's str() carries the remote traceback; the cause's own message is what users need.
     cause = getattr(exc, "cause", None)
-    return str(cause if isinstance(cause, BaseException) else exc).strip().splitlines()[-1][:500]
+    exc = cause if isinstance(cause, BaseException) else exc
+    if isinstance(exc, ValidationError):  # its str() ends with a documentation link
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())[:500]
+    return str(exc).strip().splitlines()[-1][:500]

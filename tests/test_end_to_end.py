@@ -209,6 +209,9 @@ def test_openai_messages_may_be_parts_and_carry_the_conversation(service: str) -
     body = {"model": COLLECTION, "messages": [image]}
     r = httpx.post(f"{service}/v1/chat/completions", json=body, timeout=60)
     assert r.status_code == 422 and "only text content parts" in r.json()["error"]["message"]
+    empty = {"model": COLLECTION, "messages": [{"role": "user", "content": []}]}
+    r = httpx.post(f"{service}/v1/chat/completions", json=empty, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("message: String should have")
 
 
 def _second_app(service: str, settings: Settings, name: str, **updates: object) -> str:

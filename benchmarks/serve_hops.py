@@ -67,9 +67,9 @@ def grpc_server(port: int) -> None:
 async def grpc_medians(calls: int) -> dict[float, float]:
     import grpc
 
-    from pipelines.ray_runtime import haproxy_ports
+    from pipelines.ray_runtime import free_port
 
-    port = int(haproxy_ports()["RAY_SERVE_HAPROXY_METRICS_PORT"])  # any free port
+    port = free_port()
     server = multiprocessing.get_context("spawn").Process(target=grpc_server, args=(port,), daemon=True)
     server.start()
     try:

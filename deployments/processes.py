@@ -107,12 +107,6 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def stop(children: list[Child]) -> None:
     """Signal CHILDREN together, wait up to each one's grace period, then kill what is left of
     their sessions."""

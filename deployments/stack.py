@@ -26,7 +26,7 @@ import psutil
 import yaml
 
 from deployments import processes as proc
-from pipelines.ray_runtime import SERVE_ENV, haproxy_ports
+from pipelines.ray_runtime import SERVE_ENV, free_port, haproxy_ports
 from pipelines.settings import Settings
 
 POOL = "ragline-local"
@@ -132,7 +132,7 @@ class Stack:
             "ray": f"http://{h}:{config.dashboard_port}",
             "serve": f"http://{h}:{config.serve_port}",
         }
-        self.worker_port = proc.free_port(h)
+        self.worker_port = free_port(h)
         self.state = State(
             stack_id=self.id,
             pid=os.getpid(),
@@ -252,7 +252,7 @@ class Stack:
 
         temp = self.settings.ray_temp_dir
         temp.mkdir(parents=True, exist_ok=True)
-        gcs_port = proc.free_port()
+        gcs_port = free_port()
         cpus = self.config.ray_cpus or (self.settings.ray_num_cpus or os.cpu_count() or 1) + SERVE_CPUS
         # Every port Ray would otherwise take from a fixed default is picked free: other Ray
         # clusters may run on this machine. Ray binds its internal ports to the node's IP.
@@ -260,8 +260,8 @@ class Stack:
         cmd += ["--port", str(gcs_port), "--num-cpus", str(cpus), "--temp-dir", str(temp)]
         cmd += ["--include-dashboard", "true", "--dashboard-host", self.config.host]
         cmd += ["--dashboard-port", str(self.config.dashboard_port)]
-        cmd += ["--dashboard-agent-listen-port", str(proc.free_port())]
-        cmd += ["--ray-client-server-port", str(proc.free_port())]
+        cmd += ["--dashboard-agent-listen-port", str(free_port())]
+        cmd += ["--ray-client-server-port", str(free_port())]
         self.ray_address = f"{get_node_ip_address()}:{gcs_port}"
         # Serve is stopped before Ray, so Ray's drain-on-SIGTERM (30 s by default) has nothing to do.
         # Ports of its own for HAProxy's listeners: not the ones a Ray started by this process's

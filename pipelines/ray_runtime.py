@@ -24,16 +24,21 @@ WORKER_ENV = {
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def haproxy_ports() -> dict[str, str]:
     """Free ports for HAProxy's own metrics and stats listeners, for a Ray this process starts.
     Ray fixes them at 9101 and 8404, so a second Serve on one machine (a test session's app beside
     `ragline up`, say) failed to start: "Some protocols failed to start their listeners"."""
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("", 0))
-            ports.append(str(s.getsockname()[1]))
-    return {"RAY_SERVE_HAPROXY_METRICS_PORT": ports[0], "RAY_SERVE_HAPROXY_STATS_PORT": ports[1]}
+    return {  # HAProxy listens on every interface
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("")),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("")),
+    }
 
 
 def ensure_ray(settings: Settings) -> None:

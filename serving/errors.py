@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,8 +36,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
-        return error(422, "invalid_request", "; ".join(parts) or "invalid request")
+        return error(422, "invalid_request", _fields(exc.errors()) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -70,5 +71,10 @@ def message_of(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
     exc = cause if isinstance(cause, BaseException) else exc
     if isinstance(exc, ValidationError):  # its str() ends with a documentation link
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())[:500]
+        return _fields(exc.errors())[:500]
     return str(exc).strip().splitlines()[-1][:500]
+
+
+def _fields(errors: Sequence[Any]) -> str:
+    """pydantic's errors as "field.path: what is wrong; ..." (FastAPI puts a request body's under "body")."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors)

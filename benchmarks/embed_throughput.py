@@ -72,8 +72,8 @@ def breakdown(texts: list[str], model: str, device: str, batch_size: int) -> tup
 def pipeline(texts: list[str], model: str | None, actors: int, batch_size: int) -> tuple[float, float]:
     """(warm rows/s between the first and the last written batch, cold rows/s including start-up)."""
     from data_contracts import check_index_rows
-    from pipelines import ingest
-    from pipelines.embedding import embed_collection
+    from pipelines.index.embedding import embed_collection
+    from pipelines.ingest import tables as ingest
     from pipelines.store import Store
 
     store = Store(tempfile.mkdtemp(prefix="rl-bench-"))
@@ -144,7 +144,7 @@ def main() -> None:
     if args.encoder_only:
         return
 
-    from pipelines.ray_runtime import ensure_ray
+    from pipelines.runtime import ensure_ray
     from pipelines.settings import Settings
 
     ensure_ray(Settings(data_dir=Path(tempfile.mkdtemp(prefix="rl-"))))

@@ -45,12 +45,12 @@ def main() -> None:
     import flows  # noqa: F401  (configures the embedded stack)
     from data_contracts import chunks_suite, documents_suite, validate
     from flows.ingest import ingest_flow
-    from pipelines import ingest as lib
-    from pipelines.chunking import Chunker, ChunkingConfig
-    from pipelines.features import add_document_features
+    from pipelines.ingest import tables as lib
+    from pipelines.ingest.chunking import Chunker, ChunkingConfig
+    from pipelines.ingest.features import add_document_features
+    from pipelines.ingest.sources import read_sources
     from pipelines.models import default_embedding_model_path
     from pipelines.settings import get_settings
-    from pipelines.sources import read_sources
 
     settings = get_settings()
     stages: list[tuple[str, float, int]] = []

@@ -67,7 +67,7 @@ def grpc_server(port: int) -> None:
 async def grpc_medians(calls: int) -> dict[float, float]:
     import grpc
 
-    from pipelines.ray_runtime import free_port
+    from pipelines.runtime import free_port
 
     port = free_port()
     server = multiprocessing.get_context("spawn").Process(target=grpc_server, args=(port,), daemon=True)
@@ -89,7 +89,7 @@ def main() -> None:
 
     from ray import serve
 
-    from pipelines.ray_runtime import ensure_ray
+    from pipelines.runtime import ensure_ray
     from pipelines.settings import get_settings
 
     bare = asyncio.run(grpc_medians(args.calls))

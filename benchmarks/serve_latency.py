@@ -52,7 +52,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def all_questions() -> list[str]:
-    from pipelines.evalsets import BUNDLED
+    from pipelines.evaluation.evalsets import BUNDLED
 
     lines = (BUNDLED / "queries.jsonl").read_text(encoding="utf-8").splitlines()
     return QUESTIONS + [json.loads(line)["text"] for line in lines if line.strip()]
@@ -98,7 +98,7 @@ def main() -> None:
 
     import flows  # noqa: F401
     from flows.refresh import refresh_flow
-    from pipelines.embedding import Embedder
+    from pipelines.index.embedding import Embedder
     from pipelines.retrieval import Retriever
     from pipelines.sample import write_sample_corpus
     from pipelines.settings import get_settings

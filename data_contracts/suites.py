@@ -9,7 +9,7 @@ import great_expectations as gx
 from great_expectations import expectations as gxe
 
 from data_contracts.context import gx_context
-from pipelines.parsers import BINARY_MIME_TYPES, TEXT_MIME_TYPES
+from pipelines.ingest.parsers import BINARY_MIME_TYPES, TEXT_MIME_TYPES
 
 # Control characters; the form feed (\x0c) is allowed: parsers use it as the PDF page break.
 CONTROL_CHARS = r"[\x00-\x08\x0b\x0e-\x1f\x7f]"

@@ -26,7 +26,7 @@ import psutil
 import yaml
 
 from deployments import processes as proc
-from pipelines.ray_runtime import SERVE_ENV, free_port, haproxy_ports
+from pipelines.runtime import SERVE_ENV, free_port, haproxy_ports
 from pipelines.settings import Settings
 
 POOL = "ragline-local"

@@ -4,7 +4,7 @@ Importing this package configures the embedded stack (Prefect home, telemetry of
 is imported, so `from flows.ingest import ingest_flow` works the same in a notebook or a worker.
 """
 
-from pipelines.environment import configure as _configure
+from pipelines.runtime import configure as _configure
 from pipelines.settings import get_settings as _get_settings
 
 _configure(_get_settings())

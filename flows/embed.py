@@ -12,9 +12,9 @@ from prefect.runtime import flow_run
 
 from data_contracts import check_index_rows
 from flows.policy import EMBED_TIMEOUT_S, TRANSIENT_RETRIES
-from pipelines.embedding import embed_collection
-from pipelines.ingest import quarantine_frame, write_quarantine
-from pipelines.ray_runtime import ensure_ray
+from pipelines.index.embedding import embed_collection
+from pipelines.ingest.tables import quarantine_frame, write_quarantine
+from pipelines.runtime import ensure_ray
 from pipelines.settings import get_settings, validate_collection
 from pipelines.store import Store
 

@@ -12,15 +12,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from data_contracts import check_evalset
-from pipelines import evalsets, tracking
-from pipelines.embedding import Embedder
-from pipelines.evalsets import EvalSet, Split
-from pipelines.evaluation import EvalOptions, EvalReport, Evaluator
+from pipelines.evaluation import evalsets, tracking
+from pipelines.evaluation.evalsets import EvalSet, Split
+from pipelines.evaluation.evaluator import EvalOptions, EvalReport, Evaluator
 from pipelines.generation import Generator, make_generator
+from pipelines.index.embedding import Embedder
+from pipelines.optimization.variants import Chunking
 from pipelines.retrieval import RetrievalConfig, Retriever
 from pipelines.settings import Settings, get_settings, validate_collection
 from pipelines.store import Store
-from pipelines.variants import Chunking
 
 HEADLINE = ("ndcg@10", "recall@10", "mrr@10", "precision@10", "hit_rate@1")
 

@@ -13,12 +13,12 @@ from prefect.runtime import flow_run
 
 from data_contracts import ContractResult, chunks_suite, documents_suite, validate
 from flows.policy import INGEST_TIMEOUT_S, TRANSIENT_RETRIES
-from pipelines import ingest as lib
-from pipelines.chunking import Chunker, ChunkingConfig
-from pipelines.embedding import resolve_embedding_model
-from pipelines.features import add_document_features
+from pipelines.index.embedding import resolve_embedding_model
+from pipelines.ingest import tables as lib
+from pipelines.ingest.chunking import Chunker, ChunkingConfig
+from pipelines.ingest.features import add_document_features
+from pipelines.ingest.sources import ReadOptions, SourceBatch, read_sources, source_root_uri
 from pipelines.settings import get_settings, validate_collection
-from pipelines.sources import ReadOptions, SourceBatch, read_sources, source_root_uri
 from pipelines.store import Store
 
 

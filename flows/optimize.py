@@ -22,17 +22,18 @@ from flows.evaluate import (
     publish,
     summary,
 )
-from pipelines import tracking
-from pipelines.embedding import embed_collection
-from pipelines.evalsets import EvalSet
-from pipelines.evaluation import EvalReport
-from pipelines.ingest import quarantine_frame, write_quarantine
-from pipelines.optimization import Candidate, SearchSpace, Trial, best, search
-from pipelines.ray_runtime import ensure_ray
+from pipelines.evaluation import tracking
+from pipelines.evaluation.evalsets import EvalSet
+from pipelines.evaluation.evaluator import EvalReport
+from pipelines.index.embedding import embed_collection
+from pipelines.index.indexes import ANN_MIN_ROWS
+from pipelines.ingest.tables import quarantine_frame, write_quarantine
+from pipelines.optimization.search import Candidate, SearchSpace, Trial, best, search
+from pipelines.optimization.variants import Chunking, chunk_variant, variant_name, write_variant_chunks
 from pipelines.retrieval import RetrievalConfig
+from pipelines.runtime import ensure_ray
 from pipelines.settings import Settings, get_settings, validate_collection
-from pipelines.store import ANN_MIN_ROWS, Store
-from pipelines.variants import Chunking, chunk_variant, variant_name, write_variant_chunks
+from pipelines.store import Store
 
 
 @task(name="build-chunking-variant", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10)

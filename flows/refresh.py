@@ -10,9 +10,9 @@ from flows.embed import embed_flow
 from flows.ingest import ingest_flow
 from flows.optimize import build_variant
 from flows.policy import REFRESH_LOCK_WAIT_S, REFRESH_TIMEOUT_S, collection_lock
+from pipelines.optimization.variants import Chunking
 from pipelines.settings import get_settings
 from pipelines.store import Store
-from pipelines.variants import Chunking
 
 
 @flow(name="refresh", log_prints=True, timeout_seconds=REFRESH_TIMEOUT_S)

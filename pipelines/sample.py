@@ -9,6 +9,7 @@ from importlib.resources import files
 from pathlib import Path
 
 DEMO_QUESTION = "What is the with statement used for in Python?"
+SAMPLE_EVAL = Path(__file__).parent / "sample_eval"  # BEIR layout; qrels name pydoc topics
 
 
 def write_sample_corpus(dest: Path, include_python_reference: bool = True) -> list[Path]:
@@ -36,7 +37,7 @@ def write_sample_corpus(dest: Path, include_python_reference: bool = True) -> li
 
 def write_sample_evalset(dest: Path) -> Path:
     """The hand-checked evaluation set of the sample corpus (BEIR layout; qrels name pydoc topics)."""
-    bundled = files("pipelines") / "sample_eval"
+    bundled = SAMPLE_EVAL
     for rel in ("queries.jsonl", "answers.jsonl", "qrels/test.tsv", "README.md"):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)

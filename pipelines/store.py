@@ -32,7 +32,6 @@ REGISTRY_SCHEMA = pa.schema(
         ("champion", pa.string()),
     ]
 )
-ANN_MIN_ROWS = 5000  # below this, flat search is exact and fast enough (FACTS.md: 10 ms at 10k rows)
 
 
 class CollectionNotFoundError(LookupError):
@@ -216,25 +215,3 @@ class Store:
         raise CollectionNotFoundError(
             f"collection {collection!r} has no index (run `ragline embed -c {collection}` first)"
         )
-
-    def build_indexes(self, table: Any) -> dict[str, Any]:
-        """(Re)build the full-text index over every row, and the ANN index once the table is large.
-
-        LanceDB's FTS index does not cover rows added after it was built, so it is rebuilt after
-        each write; the ANN index is optimized incrementally by `optimize()`.
-        """
-        rows = table.count_rows()
-        info: dict[str, Any] = {"rows": rows, "fts": "text", "ann": "flat"}
-        if rows == 0:
-            return info
-        table.create_fts_index("text", replace=True)
-        if rows >= ANN_MIN_ROWS:
-            from lancedb.index import IvfHnswSq
-
-            partitions = max(1, rows // 4096)
-            table.create_index(
-                "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions), replace=True
-            )
-            info["ann"] = {"type": "IVF_HNSW_SQ", "num_partitions": partitions, "distance": "cosine"}
-        info["version"] = table.version
-        return info

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.environment import configure
+from pipelines.runtime import configure
 from pipelines.settings import get_settings
 from ragline.keys import keys_app
 
@@ -172,7 +172,7 @@ def optimize(
     """Search RAG configs (each trial a nested MLflow run); promote the best to `champion` if it beats
     the current champion on the held-out split."""
     _setup()
-    from pipelines.metrics import metric_names
+    from pipelines.evaluation.metrics import metric_names
 
     if metric not in metric_names():
         _fail(f"unknown --metric {metric!r}; use one of {', '.join(metric_names())}", 2)
@@ -198,7 +198,7 @@ def eval_set(
     settings = _setup()
     import polars as pl
 
-    from pipelines.evalsets import starter_set
+    from pipelines.evaluation.evalsets import starter_set
     from pipelines.store import Store
 
     chunks = pl.from_arrow(Store(settings.lancedb_location).chunks(collection).to_arrow())

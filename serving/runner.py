@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.ray_runtime import ensure_ray
+from pipelines.runtime import ensure_ray
 from pipelines.settings import Settings
 
 APP_NAME = "ragline"

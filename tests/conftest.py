@@ -19,7 +19,7 @@ os.environ.setdefault("RAGLINE_RAY_NUM_CPUS", "2")
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("PREFECT_API_URL", None)
 
-from pipelines.environment import configure  # noqa: E402
+from pipelines.runtime import configure  # noqa: E402
 from pipelines.settings import Settings, get_settings  # noqa: E402
 
 configure(get_settings())
@@ -44,7 +44,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def embedder():  # type: ignore[no-untyped-def]
-    from pipelines.embedding import Embedder
+    from pipelines.index.embedding import Embedder
 
     return Embedder()
 
@@ -63,7 +63,7 @@ def corpus_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_session(settings: Settings) -> Iterator[None]:
-    from pipelines.ray_runtime import ensure_ray
+    from pipelines.runtime import ensure_ray
 
     ensure_ray(settings)
     yield

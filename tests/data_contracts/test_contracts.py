@@ -3,8 +3,8 @@
 import polars as pl
 
 from data_contracts import chunks_suite, documents_suite, validate
-from pipelines.ingest import documents_frame
-from pipelines.sources import ParsedDocument
+from pipelines.ingest.sources import ParsedDocument
+from pipelines.ingest.tables import documents_frame
 
 
 def _doc(i: str, text: str, mime: str = "text/markdown") -> ParsedDocument:

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from benchmarks.corpus import chunk_frame, passages
-from pipelines import ingest
+from pipelines.ingest import tables as ingest
 from pipelines.settings import Settings
 from pipelines.store import Store
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.evalsets import BUNDLED
+from pipelines.evaluation.evalsets import BUNDLED
 from pipelines.settings import Settings
 from tests.conftest import free_port
 

@@ -18,8 +18,8 @@ from benchmarks.corpus import chunk_frame, passages
 from flows.embed import embed_flow
 from flows.policy import TRANSIENT_RETRIES, collection_lock, is_transient, lock_name
 from flows.refresh import refresh_flow
-from pipelines import ingest
-from pipelines.embedding import embed_collection
+from pipelines.index.embedding import embed_collection
+from pipelines.ingest import tables as ingest
 from pipelines.settings import Settings
 from pipelines.store import Store, sql_in
 
@@ -91,11 +91,19 @@ def test_a_second_refresh_of_a_collection_fails_while_one_holds_it(held_lock: st
     assert (limit.limit, limit.active_slots) == (1, 1)
 
 
+def _active_slots(collection: str) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(lock_name("refresh", collection)).active_slots
+
+
 def test_the_lock_is_free_again_once_released_and_per_collection() -> None:
+    # "second" is taken (within 5 s) while "first" is held: the locks are per collection ...
     with collection_lock("refresh", "first", wait_s=30), collection_lock("refresh", "second", wait_s=5):
-        pass
-    with collection_lock("refresh", "first", wait_s=5):
-        pass
+        assert (_active_slots("first"), _active_slots("second")) == (1, 1)
+    assert (_active_slots("first"), _active_slots("second")) == (0, 0)  # ... and released on exit
+    with collection_lock("refresh", "first", wait_s=5):  # taken again at once
+        assert _active_slots("first") == 1
+    assert _active_slots("first") == 0
 
 
 def _ids(table) -> set[str]:  # type: ignore[no-untyped-def]

@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from pipelines.index.indexes import ANN_MIN_ROWS, build_indexes
 from pipelines.schemas import index_schema
-from pipelines.store import ANN_MIN_ROWS, CollectionNotFoundError, ModelInfo, Store
+from pipelines.store import CollectionNotFoundError, ModelInfo, Store
 
 
 def _rows(n: int, dim: int = 16) -> pa.Table:
@@ -32,11 +33,11 @@ def test_large_tables_get_an_ann_index_small_ones_stay_flat(tmp_path: Path) -> N
     model = ModelInfo("test-model", "0123456789abcdef", 16)
     small = store.index_table("small", model)
     Store.upsert(small, _rows(100).cast(index_schema(16)))
-    assert store.build_indexes(small)["ann"] == "flat"
+    assert build_indexes(small)["ann"] == "flat"
 
     big = store.index_table("big", model)
     Store.upsert(big, _rows(ANN_MIN_ROWS).cast(index_schema(16)))
-    info = store.build_indexes(big)
+    info = build_indexes(big)
     assert info["ann"]["type"] == "IVF_HNSW_SQ" and info["ann"]["num_partitions"] >= 1
     indexed = {tuple(ix.columns) for ix in big.list_indices()}
     assert ("vector",) in indexed and ("text",) in indexed

@@ -9,7 +9,7 @@ from dataclasses import fields
 import httpx
 import pytest
 
-from pipelines.prompts import SYSTEM, build_messages
+from pipelines.generation.prompts import SYSTEM, build_messages
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 from tests.conftest import HOSTILE_COLLECTION

@@ -1,0 +1,118 @@
+"""Answer metrics that need no judge model, so they run offline on any machine:
+
+- groundedness: the share of answer sentences supported by the cited passages. A sentence is
+  supported when its embedding is close to one of the passages' sentences (cosine >= 0.6 with
+  all-MiniLM-L6-v2: paraphrases score ~0.7-0.9, unrelated sentences ~0.0-0.3) or when most of its
+  content words appear in the passages (copying). An answer that cites nothing is checked against
+  everything it was shown. No NLI model ships offline; this catches unsupported sentences, not
+  subtle contradictions.
+- citation validity: the share of cited [n] that name a passage the model was shown;
+- answer relevance: cosine similarity of question and answer;
+- refusal: whether the answer declines ("I don't know"...); right on unanswerable questions;
+- reference similarity / token F1, when the set has reference answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipelines.generation.prompts import citations
+
+SUPPORT_COSINE = 0.6
+SUPPORT_OVERLAP = 0.7
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_CITE = re.compile(r"\[\d{1,3}\]")
+_WORD = re.compile(r"[a-z0-9_]+")
+_STOP = frozenset(
+    str.split(
+        "a an the and or of to in is are was be it its this that for on with as by at from can not you your "
+        "i we he she they them their there which what when how does do if"
+    )
+)
+REFUSAL = re.compile(
+    r"(don'?t|do not|doesn'?t|does not) (know|contain|mention|say|provide|include)|"
+    r"\bno (information|answer|mention)\b|\bnot (mentioned|provided|found|covered)\b|"
+    r"\b(cannot|can't|unable to) (find|answer|determine|tell)\b|\bnot in the (sources|passages|context)\b",
+    re.I,
+)
+
+
+class Encoder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass
+class AnswerScores:
+    groundedness: float
+    citation_validity: float | None  # None when the answer cites nothing
+    cites: bool
+    answer_relevance: float
+    refused: bool
+    reference_similarity: float | None = None
+    reference_f1: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sentences(text: str) -> list[str]:
+    parts = (_CITE.sub("", s).strip() for s in _SENTENCE.split(text))
+    return [p for p in parts if len(_WORD.findall(p.lower())) >= 3]
+
+
+def _content(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def token_f1(answer: str, reference: str) -> float:
+    a, r = _WORD.findall(answer.lower()), _WORD.findall(reference.lower())
+    if not a or not r:
+        return 0.0
+    common = sum(min(a.count(w), r.count(w)) for w in set(a))
+    if common == 0:
+        return 0.0
+    p, rec = common / len(a), common / len(r)
+    return 2 * p * rec / (p + rec)
+
+
+def score_answer(
+    encoder: Encoder,
+    question: str,
+    answer: str,
+    passages: Sequence[str],
+    reference: str | None = None,
+) -> AnswerScores:
+    """PASSAGES are the numbered sources the model was shown, in order ([1] is passages[0])."""
+    cited = citations(answer)
+    valid = [n for n in cited if 1 <= n <= len(passages)]
+    support = [passages[n - 1] for n in valid] or list(passages)
+    claims = sentences(answer)
+    evidence = [s for p in support for s in sentences(p)] or list(support)
+    grounded = 0.0
+    if claims and evidence:
+        vectors = encoder.embed(claims + evidence)
+        sims = vectors[: len(claims)] @ vectors[len(claims) :].T
+        words = _content(" ".join(support))
+        ok = [
+            sims[i].max() >= SUPPORT_COSINE or len(_content(c) & words) >= SUPPORT_OVERLAP * len(_content(c))
+            for i, c in enumerate(claims)
+        ]
+        grounded = float(np.mean(ok))
+    qa = encoder.embed([question, answer or " "])
+    scores = AnswerScores(
+        groundedness=grounded,
+        citation_validity=len(valid) / len(cited) if cited else None,
+        cites=bool(cited),
+        answer_relevance=float(qa[0] @ qa[1]),
+        refused=bool(REFUSAL.search(answer)) or not answer.strip(),
+    )
+    if reference:
+        ra = encoder.embed([reference, answer or " "])
+        scores.reference_similarity = float(ra[0] @ ra[1])
+        scores.reference_f1 = token_f1(answer, reference)
+    return scores

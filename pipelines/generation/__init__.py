@@ -1,0 +1,33 @@
+"""Generation: retrieved passages and a question become an answer. `prompts` builds the messages
+(sources numbered for citation) and condenses follow-up questions; `base` is what every backend
+shares (the `Generator` protocol, sampling limits, stop sequences); one module per backend:
+`local` (transformers on CPU, the default), `openai_server` (any OpenAI-compatible server) and
+`vllm_engine` (vLLM on a GPU); `backends.make_generator` picks the one the settings name."""
+
+from pipelines.generation.backends import make_generator
+from pipelines.generation.base import (
+    MAX_TOKENS_CAP,
+    STOP,
+    Generation,
+    GenerationError,
+    Generator,
+    clamp_sampling,
+    cut_at_stop,
+)
+from pipelines.generation.local import LocalGenerator
+from pipelines.generation.openai_server import OpenAIGenerator
+from pipelines.generation.vllm_engine import VLLMGenerator
+
+__all__ = [
+    "MAX_TOKENS_CAP",
+    "STOP",
+    "Generation",
+    "GenerationError",
+    "Generator",
+    "LocalGenerator",
+    "OpenAIGenerator",
+    "VLLMGenerator",
+    "clamp_sampling",
+    "cut_at_stop",
+    "make_generator",
+]

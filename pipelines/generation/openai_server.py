@@ -1,0 +1,58 @@
+"""Any server that speaks the OpenAI chat-completions API, by URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.generation.base import STOP, Generation, GenerationError, WholeAnswerStream, clamp_sampling
+
+
+class OpenAIGenerator(WholeAnswerStream):
+    """Any server that speaks the OpenAI chat-completions API (vLLM's server, llama.cpp, ...)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        import httpx
+
+        if not base_url:
+            raise ValueError("OpenAIGenerator needs a base_url (RAGLINE_OPENAI_BASE_URL)")
+        self.base_url = base_url.rstrip("/")
+        self.name = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": "openai", "model": self.name, "base_url": self.base_url}
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)  # the server's tokenizer is not available here: an estimate
+
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Generation:
+        import httpx
+
+        max_tokens, temperature = clamp_sampling(max_tokens, temperature)
+        try:
+            r = self._client.post(
+                "/chat/completions",
+                json={
+                    "model": self.name,
+                    "messages": messages,
+                    "max_tokens": max_tokens,
+                    "temperature": temperature,
+                    "stop": list(STOP),
+                },
+            )
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise GenerationError(f"OpenAI-compatible server at {self.base_url} failed: {exc}") from exc
+        body = r.json()
+        choice = body["choices"][0]
+        usage = body.get("usage") or {}
+        return Generation(
+            choice["message"]["content"].strip(),
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+            self.name,
+            choice.get("finish_reason") or "stop",
+        )

@@ -1,0 +1,171 @@
+"""The config search of `ragline optimize`: Optuna's TPE sampler over the RAG configs that matter,
+each trial a nested MLflow run, under a p95 retrieval-latency budget.
+
+The search only sees the `search` split of the evaluation set; the caller scores the winner (and the
+current champion) on the held-out split it never saw, so a promotion is judged on generalisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipelines.evaluation.evalsets import EvalSet
+from pipelines.evaluation.evaluator import EvalReport
+from pipelines.optimization.variants import Chunking
+from pipelines.retrieval.query import MODES, RetrievalConfig
+from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One RAG config: how the corpus is chunked, and how it is searched."""
+
+    chunking: Chunking
+    retrieval: RetrievalConfig
+
+    def params(self) -> dict[str, Any]:
+        return {"chunking": self.chunking.label, **asdict(self.retrieval)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunking": asdict(self.chunking), "retrieval": asdict(self.retrieval)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        return cls(Chunking(**data["chunking"]), RetrievalConfig(**data["retrieval"]))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    chunkings: tuple[Chunking, ...] = (Chunking(120, 16), Chunking(200, 32), Chunking(320, 48))
+    modes: tuple[str, ...] = MODES
+    rrf_k: tuple[int, int] = (5, 120)
+    vector_weight: tuple[float, float] = (0.25, 4.0)  # relative to the full-text ranking's weight 1
+    top_k: tuple[int, int] | None = None  # only matters when answers are scored
+    ann: bool = False  # nprobes / refine_factor, when the index has an ANN index
+
+    def suggest(self, trial: Any, base: RetrievalConfig) -> Candidate:
+        labels = [c.label for c in self.chunkings]
+        chunking = Chunking.parse(trial.suggest_categorical("chunking", labels))
+        mode = trial.suggest_categorical("mode", list(self.modes))
+        params: dict[str, Any] = {"mode": mode}
+        if mode == "hybrid":
+            params["rrf_k"] = trial.suggest_int("rrf_k", *self.rrf_k, log=True)
+            params["vector_weight"] = trial.suggest_float("vector_weight", *self.vector_weight, log=True)
+            params["text_weight"] = 1.0
+        if self.top_k:
+            params["top_k"] = trial.suggest_int("top_k", *self.top_k)
+        if self.ann and mode != "text":
+            params["nprobes"] = trial.suggest_int("nprobes", 5, 60, log=True)
+            params["refine_factor"] = trial.suggest_categorical("refine_factor", [1, 5, 10])
+        return Candidate(chunking, RetrievalConfig(**{**asdict(base), **params}))
+
+    def trial_params(self, candidate: Candidate) -> dict[str, Any]:
+        """CANDIDATE as this space's trial parameters (to enqueue it as a trial of its own)."""
+        r = candidate.retrieval
+        params: dict[str, Any] = {"chunking": candidate.chunking.label, "mode": r.mode}
+        if r.mode == "hybrid":
+            params["rrf_k"] = min(max(r.rrf_k, self.rrf_k[0]), self.rrf_k[1])
+            ratio = r.vector_weight / r.text_weight if r.text_weight else self.vector_weight[1]
+            params["vector_weight"] = min(max(ratio, self.vector_weight[0]), self.vector_weight[1])
+        if self.top_k:
+            params["top_k"] = min(max(r.top_k, self.top_k[0]), self.top_k[1])
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunkings": [c.label for c in self.chunkings],
+            "modes": list(self.modes),
+            "rrf_k": list(self.rrf_k),
+            "vector_weight": list(self.vector_weight),
+            "top_k": list(self.top_k) if self.top_k else None,
+            "ann": self.ann,
+        }
+
+
+@dataclass
+class Trial:
+    number: int
+    candidate: Candidate
+    score: float
+    p95_ms: float
+    run_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def feasible(self) -> bool:
+        return bool(self.metrics.get("feasible", 1.0))
+
+
+Evaluate = Callable[[Candidate, EvalSet], EvalReport]
+
+
+def search(
+    settings: Settings,
+    collection: str,
+    evaluate: Evaluate,
+    search_set: EvalSet,
+    *,
+    trials: int,
+    metric: str = "ndcg@10",
+    budget_ms: float = 250.0,
+    space: SearchSpace | None = None,
+    base: RetrievalConfig | None = None,
+    seed: int = 0,
+    start: Candidate | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+) -> list[Trial]:
+    """Run TRIALS trials (inside the active MLflow run, each a nested run); returns them all.
+
+    START (the incumbent) is the first trial, so the search never ends below where it began."""
+    import mlflow
+    import optuna
+
+    from pipelines.evaluation import tracking
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = space or SearchSpace()
+    base = base or RetrievalConfig()
+    done: list[Trial] = []
+
+    def objective(trial: Any) -> float:
+        candidate = space.suggest(trial, base)
+        with tracking.run(settings, collection, f"trial-{trial.number:03d}", nested=True) as run:
+            report = evaluate(candidate, search_set)
+            tracking.log_report(report, search_set, artifacts=False)
+            p95 = report.metrics.get("retrieval_p95_ms", 0.0)
+            score = float(report.metrics.get(metric, 0.0))
+            feasible = p95 <= budget_ms
+            mlflow.log_params({"chunking": candidate.chunking.label, "trial": trial.number})
+            mlflow.log_metrics({"objective": score, "feasible": float(feasible)})
+        trial.set_user_attr("p95_ms", p95)
+        metrics = {**report.metrics, "feasible": float(feasible)}
+        result = Trial(trial.number, candidate, score, p95, run.info.run_id, metrics)
+        done.append(result)
+        if on_trial:
+            on_trial(result)
+        return score
+
+    sampler = optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=min(8, max(2, trials // 3)),
+        # A trial over the latency budget is infeasible: TPE learns to avoid that region.
+        constraints_func=lambda t: [t.user_attrs.get("p95_ms", 0.0) - budget_ms],
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler, study_name=f"{collection}-{metric}")
+    if start is not None:
+        study.enqueue_trial(space.trial_params(start))
+    study.optimize(objective, n_trials=trials, gc_after_trial=False)
+    return done
+
+
+def best(trials: list[Trial]) -> Trial:
+    """The best trial within the latency budget (ties: the faster one)."""
+    feasible = [t for t in trials if t.feasible]
+    if not feasible:
+        raise RuntimeError("no trial met the latency budget: raise --latency-budget-ms or shrink the index")
+    return max(feasible, key=lambda t: (t.score, -t.p95_ms))

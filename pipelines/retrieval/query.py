@@ -1,0 +1,92 @@
+"""What a search is: the query, its overrides and filters, the retrieval config, and the hits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from pipelines.settings import Settings
+from pipelines.store import sql_str
+
+Mode = Literal["hybrid", "vector", "text"]
+MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
+Embed = Callable[[list[str]], Awaitable[Sequence[Any]]]  # query texts -> their vectors
+_FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+FILTERABLE = frozenset({"doc_id", "title", "source_uri", "chunk_index"})
+
+
+@dataclass
+class Hit:
+    id: str
+    doc_id: str
+    title: str
+    text: str
+    score: float
+    source_uri: str = ""
+    chunk_index: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    mode: Mode = "hybrid"
+    top_k: int = 5
+    rrf_k: int = 60
+    vector_weight: float = 1.0
+    text_weight: float = 1.0
+    candidates: int = 30  # per ranking, before fusion
+    # ANN search knobs; used only when the index table has an ANN index (None = LanceDB's default)
+    nprobes: int | None = None
+    refine_factor: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrievalConfig:
+        """The deployment's defaults (RAGLINE_RETRIEVAL_MODE, _TOP_K, _RRF_K, _*_WEIGHT)."""
+        return cls(
+            mode=settings.retrieval_mode,
+            top_k=settings.top_k,
+            rrf_k=settings.rrf_k,
+            vector_weight=settings.vector_weight,
+            text_weight=settings.text_weight,
+        )
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not 1 <= self.top_k <= 100:
+            raise ValueError(f"top_k must be in 1..100, got {self.top_k}")
+        if self.rrf_k < 0 or self.vector_weight < 0 or self.text_weight < 0:
+            raise ValueError("rrf_k and the weights must be >= 0")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search: its text, its vector (vector and hybrid modes) and per-request overrides."""
+
+    text: str
+    vector: np.ndarray | list[float] | None = None
+    top_k: int | None = None
+    mode: Mode | None = None
+    filters: dict[str, Any] | None = None
+
+
+def where_clause(filters: dict[str, Any] | None) -> str | None:
+    """Equality / membership filters on chunk metadata, as a safely quoted SQL predicate."""
+    if not filters:
+        return None
+    parts = []
+    for field, value in filters.items():
+        if field not in FILTERABLE or not _FIELD.match(field):
+            raise ValueError(f"cannot filter on {field!r}; filterable fields: {sorted(FILTERABLE)}")
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ValueError(f"filter {field!r} has an empty list")
+        rendered = [str(int(v)) if isinstance(v, int) else sql_str(str(v)) for v in values]
+        parts.append(f"{field} IN ({', '.join(rendered)})")
+    return " AND ".join(parts)

@@ -1,0 +1,186 @@
+"""The one retriever: serving, evaluation and notebooks all call `Retriever.retrieve`.
+
+Hybrid mode fuses the vector and full-text rankings (`fusion.rrf_fuse`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from lancedb.background_loop import LOOP
+
+from pipelines.retrieval.fusion import rrf_fuse
+from pipelines.retrieval.query import MODES, Embed, Hit, Mode, Query, RetrievalConfig, where_clause
+from pipelines.store import ModelInfo, Store
+
+_COLUMNS = ["id", "doc_id", "title", "text", "source_uri", "chunk_index"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    text: str
+    mode: Mode
+    top_k: int
+    n: int  # candidates per ranking
+    where: str | None
+    vector: np.ndarray | None
+
+
+class Retriever:
+    """Searches one collection's active index table."""
+
+    champion_version: str | None = None  # the registered champion this config came from, if any
+
+    def __init__(self, store: Store, collection: str, config: RetrievalConfig | None = None) -> None:
+        self.store = store
+        self.collection = collection
+        self.config = config or RetrievalConfig()
+        self.table = store.active_index(collection)
+        self.model: ModelInfo = Store.model_of(self.table)
+        self._async_table = store.open_async(self.table.name)
+
+    @classmethod
+    def champion(
+        cls, store: Store, collection: str, base: RetrievalConfig | None = None, **override: Any
+    ) -> Retriever:
+        """The retriever serving uses: BASE (settings), then the collection's promoted champion
+        parameters, then OVERRIDE (an operator's live change) on top."""
+        champion = store.champion(collection) or {}
+        params = {**asdict(base or RetrievalConfig()), **champion.get("retrieval", {}), **override}
+        retriever = cls(store, collection, RetrievalConfig(**params))
+        retriever.champion_version = champion.get("version")
+        return retriever
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "table": self.table.name,
+            "model": asdict(self.model),
+            "champion_version": self.champion_version,
+            **asdict(self.config),
+        }
+
+    @property
+    def table_version(self) -> int:
+        return int(self.table.version)
+
+    def retrieve(
+        self,
+        query: str,
+        vector: np.ndarray | list[float] | None = None,
+        *,
+        top_k: int | None = None,
+        mode: Mode | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        return self.retrieve_many([Query(query, vector, top_k, mode, filters)])[0]
+
+    def retrieve_many(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """For sync callers (evaluation, notebooks): runs on LanceDB's own background loop, so it
+        works inside a running event loop (Jupyter) too."""
+        return LOOP.run(self.aretrieve_many(queries))
+
+    async def aretrieve_many(self, queries: Sequence[Query], embed: Embed | None = None) -> list[list[Hit]]:
+        """Answers several queries at once: the vector searches share one table scan (one LanceDB
+        query with several query vectors), the full-text searches run concurrently. With EMBED
+        (texts → vectors), queries that need a vector and have none are embedded by it while
+        their full-text searches already run. Raises ValueError for a bad query (the caller
+        isolates it: see serving's RetrieverService)."""
+        plans = [self._plan(q, deferred=embed is not None) for q in queries]
+        texts = asyncio.ensure_future(asyncio.gather(*(self._text(p) for p in plans)))
+        try:
+            need = [i for i, p in enumerate(plans) if p.mode != "text" and p.vector is None]
+            if need and embed is not None:
+                vectors = await embed([plans[i].text for i in need])
+                for i, vector in zip(need, vectors, strict=True):
+                    plans[i] = replace(plans[i], vector=self._checked(vector))
+            vec_rows = await self._vector_many(plans)
+            txt_rows = await texts
+        finally:
+            if not texts.done():  # embedding failed: stop the text searches, quietly
+                texts.add_done_callback(lambda f: f.cancelled() or f.exception())
+                texts.cancel()
+        return [self._rank(p, v, t) for p, v, t in zip(plans, vec_rows, txt_rows, strict=True)]
+
+    def _plan(self, q: Query, deferred: bool = False) -> _Plan:
+        """DEFERRED: a missing vector will be embedded (aretrieve_many's EMBED)."""
+        mode = q.mode or self.config.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        top_k = q.top_k or self.config.top_k
+        vector = None
+        if mode != "text":
+            if q.vector is None and not deferred:
+                raise ValueError("vector and hybrid retrieval need the query's vector")
+            vector = None if q.vector is None else self._checked(q.vector)
+        return _Plan(q.text, mode, top_k, max(self.config.candidates, top_k), where_clause(q.filters), vector)
+
+    def _checked(self, vector: np.ndarray | list[float]) -> np.ndarray:
+        array = np.asarray(vector, dtype=np.float32)
+        if array.shape != (self.model.dim,):
+            raise ValueError(f"query vector has shape {array.shape}, index expects ({self.model.dim},)")
+        return array
+
+    async def _vector_many(self, plans: list[_Plan]) -> list[list[dict[str, Any]]]:
+        out: list[list[dict[str, Any]]] = [[] for _ in plans]
+        groups: dict[tuple[str | None, int], list[int]] = {}
+        for i, p in enumerate(plans):
+            if p.vector is not None:
+                groups.setdefault((p.where, p.n), []).append(i)
+        for (where, n), members in groups.items():
+            vectors = [plans[i].vector for i in members]
+            q = self._async_table.query().nearest_to(vectors if len(vectors) > 1 else vectors[0])
+            q = q.column("vector").distance_type("cosine").limit(n)
+            if self.config.nprobes:
+                q = q.nprobes(self.config.nprobes)
+            if self.config.refine_factor:
+                q = q.refine_factor(self.config.refine_factor)
+            if where:
+                q = q.where(where)
+            rows = (await q.select([*_COLUMNS, "_distance"]).to_arrow()).to_pylist()
+            for row in rows:  # one query vector: no query_index column
+                out[members[row.pop("query_index", 0)]].append(row)
+        for rows in out:
+            rows.sort(key=lambda r: r["_distance"])  # stable: LanceDB's order among ties is kept
+        return out
+
+    async def _text(self, p: _Plan) -> list[dict[str, Any]]:
+        if p.mode == "vector" or not p.text.strip():
+            return []
+        q = self._async_table.query().nearest_to_text(p.text, columns="text").limit(p.n)
+        if p.where:
+            q = q.where(p.where)
+        return (await q.select([*_COLUMNS, "_score"]).to_arrow()).to_pylist()
+
+    def _rank(self, p: _Plan, vec_rows: list[dict[str, Any]], txt_rows: list[dict[str, Any]]) -> list[Hit]:
+        if p.mode == "vector":
+            return [self._hit(r, 1.0 - float(r["_distance"])) for r in vec_rows[: p.top_k]]
+        if p.mode == "text":
+            return [self._hit(r, float(r["_score"])) for r in txt_rows[: p.top_k]]
+        cfg = self.config
+        rows = {r["id"]: r for r in txt_rows} | {r["id"]: r for r in vec_rows}
+        fused = rrf_fuse(
+            [
+                ([r["id"] for r in vec_rows], cfg.vector_weight),
+                ([r["id"] for r in txt_rows], cfg.text_weight),
+            ],
+            cfg.rrf_k,
+        )
+        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: p.top_k]
+        return [self._hit(rows[i], s) for i, s in best]
+
+    @staticmethod
+    def _hit(row: dict[str, Any], score: float) -> Hit:
+        return Hit(
+            row["id"],
+            row["doc_id"],
+            row["title"],
+            row["text"],
+            round(score, 6),
+            row.get("source_uri") or "",
+            int(row.get("chunk_index") or 0),
+        )

@@ -1,0 +1,84 @@
+"""The generator deployment: builds the numbered-sources prompt with the model's own tokenizer and
+generates (or streams) the answer with the backend the settings name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ray import serve
+
+from pipelines.generation import GenerationError, make_generator
+from pipelines.generation.prompts import build_messages
+from pipelines.retrieval import Hit
+from pipelines.settings import Settings
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=4)
+class GeneratorService:
+    """Builds the numbered-sources prompt with the model's own tokenizer and generates the answer."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = Settings(**settings)
+        self.generator = make_generator(self.settings, threads=2)
+
+    def describe(self) -> dict[str, Any]:
+        return self.generator.to_dict() if self.generator else {"backend": "none"}
+
+    def _prompt(
+        self, question: str, hits: list[dict[str, Any]], history: list[dict[str, str]]
+    ) -> tuple[list[dict[str, str]], int]:
+        if self.generator is None:
+            raise GenerationError("generation is turned off (RAGLINE_GENERATOR=none)")
+        messages, used = build_messages(
+            question,
+            [Hit(**h) for h in hits],
+            self.generator.count_tokens,
+            budget=self.settings.context_tokens,
+            history=history,
+        )
+        return messages, len(used)
+
+    def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        return {
+            "max_tokens": max_tokens or self.settings.max_new_tokens,
+            "temperature": self.settings.temperature if temperature is None else temperature,
+        }
+
+    def answer(
+        self,
+        question: str,
+        hits: list[dict[str, Any]],
+        history: list[dict[str, str]],
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        messages, used = self._prompt(question, hits, history)
+        assert self.generator is not None
+        out = self.generator.generate(messages, **self._sampling(max_tokens, temperature))
+        return {**out.to_dict(), "used": used}
+
+    def stream(
+        self,
+        question: str,
+        hits: list[dict[str, Any]],
+        history: list[dict[str, str]],
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yields {"text": piece}... then {"done": {usage, model, used}}."""
+        messages, used = self._prompt(question, hits, history)
+        assert self.generator is not None
+        pieces: list[str] = []
+        for piece in self.generator.stream(messages, **self._sampling(max_tokens, temperature)):
+            pieces.append(piece)
+            yield {"text": piece}
+        prompt_tokens = sum(self.generator.count_tokens(m["content"]) for m in messages)
+        yield {
+            "done": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": self.generator.count_tokens("".join(pieces)),
+                "model": self.generator.name,
+                "used": used,
+            }
+        }

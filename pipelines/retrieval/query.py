@@ -16,7 +16,9 @@ Mode = Literal["hybrid", "vector", "text"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
 Embed = Callable[[list[str]], Awaitable[Sequence[Any]]]  # query texts -> their vectors
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
-FILTERABLE = frozenset({"doc_id", "title", "source_uri", "chunk_index"})
+# The chunk metadata a search may filter on, and the type of its values.
+FILTER_TYPES: dict[str, type] = {"doc_id": str, "title": str, "source_uri": str, "chunk_index": int}
+FILTERABLE = frozenset(FILTER_TYPES)
 
 
 @dataclass
@@ -87,6 +89,11 @@ def where_clause(filters: dict[str, Any] | None) -> str | None:
         values = value if isinstance(value, list) else [value]
         if not values:
             raise ValueError(f"filter {field!r} has an empty list")
-        rendered = [str(int(v)) if isinstance(v, int) else sql_str(str(v)) for v in values]
+        kind = FILTER_TYPES[field]
+        # Checked here: LanceDB's own error for a mistyped literal is a Rust trace, not a reason.
+        if any(not isinstance(v, kind) or isinstance(v, bool) for v in values):
+            what = "whole numbers" if kind is int else "strings"
+            raise ValueError(f"filter {field!r} takes {what}, got {value!r}")
+        rendered = [str(v) if kind is int else sql_str(v) for v in values]
         parts.append(f"{field} IN ({', '.join(rendered)})")
     return " AND ".join(parts)

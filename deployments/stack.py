@@ -9,7 +9,6 @@ says what runs, for `ragline status`.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,15 +16,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 from deployments import processes as proc
+from deployments.state import Component, State, create_time, process_alive, state_path
 from pipelines.runtime import SERVE_ENV, free_port, haproxy_ports
 from pipelines.settings import Settings
 
@@ -60,62 +59,6 @@ class StackConfig:
         return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
-@dataclass
-class Component:
-    name: str
-    url: str
-    health: str
-    pid: int | None = None
-    started: float | None = None  # the process's create time, so a reused pid is not mistaken
-    log: str = ""
-
-
-@dataclass
-class State:
-    stack_id: str
-    pid: int
-    started: float
-    started_at: str
-    data_dir: str
-    phase: str  # starting | running | stopping
-    components: list[Component] = field(default_factory=list)
-
-    @classmethod
-    def read(cls, path: Path) -> State | None:
-        try:
-            raw = json.loads(path.read_text())
-            raw["components"] = [Component(**c) for c in raw["components"]]
-            return cls(**raw)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
-
-    def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
-
-
-def state_path(settings: Settings) -> Path:
-    return settings.root / "stack" / "state.json"
-
-
-def process_alive(pid: int | None, started: float | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and (started is None or abs(p.create_time() - started) < 1)
-    except psutil.Error:
-        return False
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
 class Stack:
     def __init__(self, settings: Settings, config: StackConfig, say: Callable[[str], None] = print) -> None:
         self.settings = settings
@@ -136,7 +79,7 @@ class Stack:
         self.state = State(
             stack_id=self.id,
             pid=os.getpid(),
-            started=_create_time(os.getpid()) or 0.0,
+            started=create_time(os.getpid()) or 0.0,
             started_at=datetime.now(UTC).isoformat(),
             data_dir=str(settings.root),
             phase="starting",
@@ -174,7 +117,7 @@ class Stack:
         return child
 
     def _record(self, name: str, url: str, health: str, child: proc.Child) -> None:
-        started = _create_time(child.pid)
+        started = create_time(child.pid)
         self.state.components.append(Component(name, url, health, child.pid, started, str(child.log)))
         self.state.write(state_path(self.settings))
 

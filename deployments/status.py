@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deployments.processes import healthy
-from deployments.stack import Component, State, process_alive, state_path
+from deployments.state import Component, State, process_alive, state_path
 from pipelines.settings import Settings
 
 

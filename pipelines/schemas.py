@@ -14,7 +14,7 @@ DOCUMENTS = pa.schema(
         ("content_hash", pa.string()),
         ("metadata", pa.string()),  # JSON object
         ("ingested_at", pa.timestamp("us", tz="UTC")),
-        # features (pipelines/features.py)
+        # features (pipelines/ingest/features.py)
         ("char_count", pa.int32()),
         ("ascii_ratio", pa.float32()),
         ("script", pa.string()),

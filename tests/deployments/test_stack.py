@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from deployments.processes import stack_processes, sweep
-from deployments.stack import PROJECT_DIR, State
+from deployments.stack import PROJECT_DIR
+from deployments.state import State
 from pipelines.settings import Settings
 from pipelines.store import Store
 from tests.conftest import free_port

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from deployments.stack import State
+from deployments.state import State
 from tests.conftest import free_port
 
 

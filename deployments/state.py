@@ -1,0 +1,68 @@
+"""What `ragline up` records about the stack it runs (`<data dir>/stack/state.json`), read back by
+`ragline status` and by a second `ragline up` that must not start beside a live one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from pipelines.settings import Settings
+
+
+@dataclass
+class Component:
+    name: str
+    url: str
+    health: str
+    pid: int | None = None
+    started: float | None = None  # the process's create time, so a reused pid is not mistaken
+    log: str = ""
+
+
+@dataclass
+class State:
+    stack_id: str
+    pid: int
+    started: float
+    started_at: str
+    data_dir: str
+    phase: str  # starting | running | stopping
+    components: list[Component] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, path: Path) -> State | None:
+        try:
+            raw = json.loads(path.read_text())
+            raw["components"] = [Component(**c) for c in raw["components"]]
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.root / "stack" / "state.json"
+
+
+def process_alive(pid: int | None, started: float | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE and (started is None or abs(p.create_time() - started) < 1)
+    except psutil.Error:
+        return False
+
+
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None

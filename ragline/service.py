@@ -1,0 +1,161 @@
+"""The commands of a running service: `serve`, `chat` (and the answer as a person reads it), and the
+whole local stack, `up` and `status`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from pipelines.settings import get_settings
+from ragline.console import AsJson, Port, fail, out, setup
+
+
+def up(
+    prefect_port: Port = None,
+    mlflow_port: Port = None,
+    serve_port: Port = None,
+    dashboard_port: Port = None,
+    auth: Annotated[bool, typer.Option(help="API keys on the Serve app (`ragline keys`)")] = True,
+    project_dir: Annotated[Path | None, typer.Option(help="folder of prefect.yaml and flows/")] = None,
+    ray_cpus: Annotated[int | None, typer.Option(help="logical CPUs of the Ray head")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds each component may take to start")] = 300.0,
+) -> None:
+    """The whole local stack until Ctrl-C: Prefect server + worker with the deployments of
+    prefect.yaml, MLflow UI, Ray (dashboard) and the Serve app. Logs: <data dir>/stack/logs."""
+    settings = setup()
+    from deployments.stack import StackConfig, run
+
+    config = StackConfig.from_settings(
+        settings,
+        prefect_port=prefect_port,
+        mlflow_port=mlflow_port,
+        serve_port=serve_port,
+        dashboard_port=dashboard_port,
+        auth=auth,
+        project_dir=project_dir.resolve() if project_dir else None,
+        ray_cpus=ray_cpus,
+        start_timeout_s=timeout,
+    )
+
+    def ready(stack: Any) -> None:
+        table = Table(title=f"ragline up · {settings.root}", show_header=True)
+        for col in ("component", "url", "pid"):
+            table.add_column(col)
+        for c in stack.state.components:
+            table.add_row(c.name, c.url, str(c.pid))
+        out.print(table)
+        keys = "on (`ragline keys create`)" if auth else "off"
+        out.print(f"API docs {stack.urls['serve']}/docs · API keys {keys}")
+        out.print(f"Ray dashboard token: `ray get-auth-token` · logs: {stack.logs} · Ctrl-C to stop")
+
+    reason = run(settings, config, out.print, ready)
+    if reason:
+        fail(reason)
+
+
+def status(as_json: AsJson = False) -> None:
+    """What `ragline up` runs for this data dir: each component's URL, pid and health.
+    Exit status 0 when everything is up and healthy, 1 otherwise."""
+    from deployments.status import status as stack_status
+
+    result = stack_status(get_settings())
+    if as_json:
+        print(json.dumps(result))
+    elif not result["running"] and not result["components"]:
+        out.print(f"`ragline up` is not running for {result['data_dir']}")
+    else:
+        table = Table(title=f"ragline up · {result['phase']} · pid {result['pid']}")
+        for col in ("component", "url", "pid", "health"):
+            table.add_column(col)
+        for c in result["components"]:
+            health = (
+                "[green]healthy[/]" if c["healthy"] else "[yellow]up[/]" if c["alive"] else "[red]down[/]"
+            )
+            table.add_row(c["name"], c["url"], str(c["pid"]), health)
+        out.print(table)
+    raise typer.Exit(0 if result["healthy"] else 1)
+
+
+def serve(
+    config: Annotated[
+        Path | None, typer.Option(help="Serve config file, e.g. deployments/serve-local.yaml")
+    ] = None,
+) -> None:
+    """Run the Ray Serve application (default http://127.0.0.1:8000) until stopped with Ctrl-C."""
+    settings = setup()
+    from serving import runner
+    from serving.config import load_serve_config
+
+    overrides: dict[str, dict[str, Any]] = {}
+    if config is not None:
+        if not config.is_file():
+            fail(f"config file {config} does not exist", 2)
+        try:
+            cfg = load_serve_config(config)
+            settings = settings.model_validate(
+                {
+                    **settings.model_dump(),
+                    **cfg.args,
+                    **{k: v for k, v in (("host", cfg.host), ("port", cfg.port)) if v},
+                }
+            )
+        except ValueError as exc:
+            fail(str(exc), 2)
+        overrides = cfg.deployments
+    url = runner.start(settings, overrides)
+    out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
+    stopping = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping["now"]:
+            time.sleep(0.5)
+    finally:
+        out.print("stopping…")
+        runner.stop()
+
+
+def chat(
+    question: Annotated[str, typer.Argument(help="the question")],
+    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+    url: Annotated[str, typer.Option(help="service URL")] = "http://127.0.0.1:8000",
+    as_json: AsJson = False,
+) -> None:
+    """Ask the running service; prints the answer and its numbered sources."""
+    import httpx
+
+    try:
+        r = httpx.post(f"{url}/v1/chat", json={"message": question, "collection": collection}, timeout=300)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url}: {exc} (is `ragline serve` running?)")
+        return
+    body = r.json()
+    if r.status_code != 200:
+        fail(f"{r.status_code} {body.get('error', {}).get('message', body)}")
+    if as_json:
+        print(json.dumps(body))
+    else:
+        show_answer(body)
+
+
+def show_answer(body: dict[str, Any]) -> None:
+    out.print(f"\n[bold]Answer[/]{' [yellow](degraded)[/]' if body.get('degraded') else ''}")
+    out.print(body["answer"] or "(empty)")
+    out.print("\n[bold]Sources[/]")
+    for i, s in enumerate(body["sources"], start=1):
+        out.print(f"  [{i}] {s['title']}  [dim]({s['doc_id']}, score {s['score']:.3f})[/]")
+    t = body["timings"]
+    out.print(
+        f"\n[dim]{body['config_version']} · model {body['model']} · retrieval {t['retrieval_ms']} ms · "
+        f"generation {t['generation_ms']} ms · {body['usage']['completion_tokens']} tokens[/]"
+    )

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,27 +65,25 @@ def cli(*args: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(settings: Settings) -> Iterator[str]:
-    """A real MLflow server on the store the flows write: what the MLflow UI reads."""
+def mlflow_server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow server on the store the flows write: what the MLflow UI reads. Handed over only
+    once it answers /health (the same start-and-wait that `ragline up` uses); a server that never
+    comes up fails here with its log's last line."""
+    from deployments import processes
+
     port = free_port()
-    proc = subprocess.Popen(
+    server = processes.spawn(
+        "mlflow",
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", settings.mlflow_uri,
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        dict(os.environ), tmp_path_factory.mktemp("mlflow-server") / "mlflow.log",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        processes.wait_healthy(f"{url}/health", [server], timeout_s=120, what="the MLflow server")
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        processes.stop([server])
 
 
 def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, mlflow_server: str) -> None:

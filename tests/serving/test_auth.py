@@ -85,7 +85,10 @@ def test_v1_routes_need_a_valid_key(auth_service: str, keys: dict[str, str]) -> 
 def test_health_page_and_docs_stay_open(auth_service: str) -> None:
     for path in ("/healthz", "/readyz", "/", "/docs", "/openapi.json"):
         assert httpx.get(f"{auth_service}{path}", timeout=60).status_code == 200, path
-    assert httpx.get(f"{auth_service}/metrics", timeout=60).status_code != 401
+    metrics = httpx.get(f"{auth_service}/metrics", timeout=60)  # open to a scraper without a key
+    assert metrics.status_code == 200, metrics.text
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert "# TYPE ragline_requests_total counter" in metrics.text
 
 
 CROSS_TENANT = [

@@ -1,0 +1,213 @@
+"""The commands a new user runs first, as real subprocesses on a data dir of their own, in the order
+of the README: `ragline demo`, then `ragline serve --config` and `ragline chat` against it,
+`ragline eval-set`, and a `ragline refresh` that keeps the champion's chunking variant current.
+Each command must leave no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from pipelines.index import embed_collection
+from pipelines.optimization.variants import Chunking, chunk_variant, variant_name, write_variant_chunks
+from pipelines.settings import Settings
+from pipelines.store import Store
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTION = "sample"
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Iterator[Path]:
+    import shutil
+
+    path = Path(tempfile.mkdtemp(prefix="rl-cmd-"))  # short: Ray's socket paths live below it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    """A user's environment: none of the test session's Prefect, MLflow, Ray or ragline settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGLINE_", "PREFECT_", "MLFLOW_"))}
+    env.pop("RAY_ADDRESS", None)
+    return {**env, "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_RAY_NUM_CPUS": "2"}
+
+
+def _ragline(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "ragline", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(data_dir),
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, f"ragline {' '.join(args)}: {r.stderr[-3000:]}"
+    return r
+
+
+def _left_behind(data_dir: Path) -> list[str]:
+    """Processes still running that belong to this data dir (Ray's, Prefect's, MLflow's ...)."""
+    marks = (str(data_dir), str(Settings(data_dir=data_dir).ray_temp_dir))
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+        try:
+            cmdline = " ".join(p.info["cmdline"] or [])
+            env = p.info["environ"] or {}
+        except (psutil.Error, TypeError):
+            continue
+        if p.pid != os.getpid() and (
+            any(m in cmdline for m in marks) or env.get("RAGLINE_DATA_DIR") == str(data_dir)
+        ):
+            found.append(f"{p.pid} {cmdline[:160]}")
+    return found
+
+
+def _assert_nothing_left(data_dir: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (left := _left_behind(data_dir)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not left, left
+
+
+@pytest.fixture(scope="module")
+def demo(data_dir: Path) -> str:
+    return _ragline(data_dir, "demo", timeout=1200).stdout
+
+
+def test_demo_runs_the_main_job_and_answers_with_sources(demo: str, data_dir: Path) -> None:
+    for stage in ("[1/5] sample corpus", "[2/5] ingest", "[3/5] embed", "[4/5] evaluate", "[5/5] serving at"):
+        assert stage in demo, demo
+    assert "Question: What is the with statement used for in Python?" in demo
+    answer = demo.split("Answer", 1)[1].split("Sources", 1)
+    assert answer[0].strip(), demo  # an answer was printed ...
+    assert "[1] Python reference" in answer[1], demo  # ... with its numbered sources
+    assert "nDCG@10" in demo and "MLflow run" in demo
+    _assert_nothing_left(data_dir)
+
+
+def _serve(data_dir: Path, config: Path) -> tuple[subprocess.Popen[str], str]:
+    """`ragline serve --config CONFIG`, once /readyz answers."""
+    port = yaml.safe_load(config.read_text())["http_options"]["port"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragline", "serve", "--config", str(config)],
+        env=_env(data_dir),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    proc.kill()
+    raise AssertionError(f"ragline serve never got ready: {proc.communicate()[0][-3000:]}")
+
+
+@pytest.mark.usefixtures("demo")
+def test_serve_with_a_config_file_then_chat_against_it(data_dir: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "deployments" / "serve-local.yaml").read_text())
+    config["http_options"]["port"] = free_port()  # the shipped config; only the port is changed
+    config["applications"][0]["args"]["top_k"] = 3
+    path = tmp_path / "serve-local.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc, url = _serve(data_dir, path)
+    try:
+        ready = httpx.get(f"{url}/readyz", timeout=60).json()
+        assert ready["collection"] == COLLECTION and ready["generator"]["backend"] == "local"
+
+        question = "What does the with statement do?"
+        chat = _ragline(data_dir, "chat", question, "-c", COLLECTION, "--url", url, "--json")
+        body = json.loads(chat.stdout.splitlines()[-1])
+        assert body["answer"].strip() and body["degraded"] is False
+        assert len(body["sources"]) == 3  # top_k from the config file's args
+        assert any("with" in s["title"].lower() for s in body["sources"]), body["sources"]
+        shown = _ragline(data_dir, "chat", question, "--url", url).stdout  # the default collection
+        assert "Answer" in shown and "Sources" in shown and "[1] " in shown
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+        output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output[-3000:]
+    assert "stopping" in output
+    _assert_nothing_left(data_dir)
+
+
+@pytest.mark.usefixtures("demo")
+def test_eval_set_writes_a_starter_set_of_the_collection(data_dir: Path) -> None:
+    dest = data_dir / "starter"
+    out = _ragline(data_dir, "eval-set", str(dest), "-c", COLLECTION, "--n", "12").stdout
+    assert "wrote" in out
+    queries = [json.loads(line) for line in (dest / "queries.jsonl").read_text().splitlines()]
+    assert 8 <= len(queries) <= 12 and all(q["metadata"]["synthetic"] for q in queries)
+    qrels = [line.split("\t") for line in (dest / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    assert {q for q, _, _ in qrels} == {q["_id"] for q in queries}
+    documents = set(
+        Store(Settings(data_dir=data_dir).lancedb_location)
+        .documents(COLLECTION)
+        .to_arrow()
+        .column("id")
+        .to_pylist()
+    )
+    assert {d for _, d, _ in qrels} <= documents  # every relevant document is in the collection
+
+
+@pytest.mark.usefixtures("demo", "ray_session")
+def test_refresh_keeps_the_champions_chunking_variant_current(data_dir: Path) -> None:
+    # What an optimize run that picked smaller chunks leaves: the variant, indexed, as the champion.
+    store = Store(Settings(data_dir=data_dir).lancedb_location)
+    chunking = Chunking(96, 16)
+    variant = variant_name(COLLECTION, chunking)
+    write_variant_chunks(store, COLLECTION, variant, chunk_variant(store, COLLECTION, chunking, None))
+    before = embed_collection(store, variant)
+    store.set_champion(
+        COLLECTION,
+        {"name": COLLECTION, "version": "1", "chunking": {"tokens": 96, "overlap": 16},
+         "retrieval": {"mode": "hybrid"}, "index_table": store.active_index(variant).name},
+    )  # fmt: skip
+    corpus = data_dir / "sample-corpus"
+    new_doc = corpus / "docs" / "kelp-forests.md"
+    new_doc.write_text(
+        "# Kelp forests\n\nGiant kelp grows up to half a metre a day in cold, nutrient-rich water. "
+        "Sea otters keep the forests alive by eating the urchins that graze on the kelp."
+    )
+    result = json.loads(
+        _ragline(
+            data_dir, "refresh", str(corpus / "docs"), str(corpus / "python-reference.jsonl"),
+            "-c", COLLECTION, "--json",
+        ).stdout.splitlines()[-1]
+    )  # fmt: skip
+    assert result["ingest"]["documents"] == 1  # only the new document was new
+    assert result["champion_variant"] == variant
+    assert store.champion(COLLECTION)["version"] == "1"  # refresh keeps the champion ...
+    docs = store.documents(COLLECTION).to_arrow().to_pylist()
+    new_id = next(d["id"] for d in docs if d["source_uri"].endswith("kelp-forests.md"))
+    variant_chunks = store.chunks(variant).to_arrow()
+    assert new_id in variant_chunks.column("doc_id").to_pylist()  # the variant has the new document
+    assert set(variant_chunks.column("doc_id").to_pylist()) == {d["id"] for d in docs}
+    index = store.active_index(variant)
+    assert index.name == before.table  # ... and its index table, now with the new chunks
+    assert set(index.to_arrow().column("id").to_pylist()) == set(variant_chunks.column("id").to_pylist())
+    hits = index.search("sea otters urchins kelp", query_type="fts").limit(3).to_list()
+    assert hits and hits[0]["doc_id"] == new_id  # and finds it by full text right after
+    _assert_nothing_left(data_dir)

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from pipelines.generation import cut_at_stop
+from pipelines.generation.cleanup import clean_answer
 from pipelines.generation.prompts import PROMPT_VERSION, condense
 from pipelines.settings import Settings, validate_collection
 from serving import auth, errors, observability, openai_compat, resilience
@@ -232,7 +232,7 @@ class ChatIngress:
         else:
             usage = Usage(prompt_tokens=done["prompt_tokens"], completion_tokens=done["completion_tokens"])
             response = self._finish(
-                req, turn, cut_at_stop("".join(pieces)), done["used"], usage, done["model"], None
+                req, turn, clean_answer("".join(pieces)), done["used"], usage, done["model"], None
             )
         yield _sse("done", response.model_dump())
 

@@ -1,6 +1,7 @@
 """Generation: retrieved passages and a question become an answer. `prompts` builds the messages
 (sources numbered for citation) and condenses follow-up questions; `base` is what every backend
-shares (the `Generator` protocol, sampling limits, stop sequences); one module per backend:
+shares (the `Generator` protocol, sampling limits, stop sequences), `cleanup` what every answer
+goes through (loops cut, ended at a complete sentence, prose spacing); one module per backend:
 `local` (transformers on CPU, the default), `openai_server` (any OpenAI-compatible server) and
 `vllm_engine` (vLLM on a GPU); `backends.make_generator` picks the one the settings name."""
 
@@ -14,6 +15,7 @@ from pipelines.generation.base import (
     clamp_sampling,
     cut_at_stop,
 )
+from pipelines.generation.cleanup import clean_answer
 from pipelines.generation.local import LocalGenerator
 from pipelines.generation.openai_server import OpenAIGenerator
 from pipelines.generation.vllm_engine import VLLMGenerator
@@ -28,6 +30,7 @@ __all__ = [
     "OpenAIGenerator",
     "VLLMGenerator",
     "clamp_sampling",
+    "clean_answer",
     "cut_at_stop",
     "make_generator",
 ]

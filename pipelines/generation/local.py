@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.generation.base import Generation, clamp_sampling, cut_at_stop
+from pipelines.generation.base import Generation, clamp_sampling
+from pipelines.generation.cleanup import clean_answer
 from pipelines.models import offline_env, resolve_generator_model
 
 
@@ -69,7 +70,7 @@ class LocalGenerator:
         new = out[0, n_prompt:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         finish = "length" if len(new) >= clamp_sampling(max_tokens, temperature)[0] else "stop"
-        return Generation(cut_at_stop(text), n_prompt, len(new), self.name, finish)
+        return Generation(clean_answer(text), n_prompt, len(new), self.name, finish)
 
     def stream(
         self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0

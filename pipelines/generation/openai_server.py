@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.generation.base import STOP, Generation, GenerationError, WholeAnswerStream, clamp_sampling
+from pipelines.generation.cleanup import clean_answer
 
 
 class OpenAIGenerator(WholeAnswerStream):
@@ -50,7 +51,7 @@ class OpenAIGenerator(WholeAnswerStream):
         choice = body["choices"][0]
         usage = body.get("usage") or {}
         return Generation(
-            choice["message"]["content"].strip(),
+            clean_answer(choice["message"]["content"] or ""),
             int(usage.get("prompt_tokens", 0)),
             int(usage.get("completion_tokens", 0)),
             self.name,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.generation.base import STOP, Generation, GenerationError, WholeAnswerStream, clamp_sampling
+from pipelines.generation.cleanup import clean_answer
 from pipelines.models import resolve_generator_model
 
 
@@ -43,7 +44,7 @@ class VLLMGenerator(WholeAnswerStream):
         out = self.llm.chat(messages, params, use_tqdm=False)[0]
         comp = out.outputs[0]
         return Generation(
-            comp.text.strip(),
+            clean_answer(comp.text),
             len(out.prompt_token_ids),
             len(comp.token_ids),
             self.name,

@@ -1,0 +1,86 @@
+"""Clean output: what every backend's answer goes through before a person reads it. Small models
+loop ("The starter needs flour. The starter needs flour. ...") and stop mid-sentence at max_tokens;
+both read as broken. Rules, not a model: predictable, instant, testable."""
+
+from __future__ import annotations
+
+import re
+
+from pipelines.generation.base import STOP, cut_at_stop
+
+_CITES = r"(?:\s*\[\d{1,3}\])*"
+_SENTENCE_END = re.compile(r"[.!?]" + _CITES + r"[\"')\]]*(?=\s|$)")
+_FINISHED = re.compile(r"(?:[.!?:]" + _CITES + r"[\"')\]]*|\[\d{1,3}\])$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,3}[.)])\s+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_RUN = 3  # a phrase said this many times in a row is a loop
+
+
+def _key(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def collapse_stutter(text: str) -> str:
+    """A phrase (1-8 words) said MAX_RUN or more times in a row is said once."""
+    while True:
+        words = list(re.finditer(r"\S+", text))
+        tokens = [_key(m.group()) for m in words]
+        for i in range(len(tokens)):
+            for n in range(1, 9):
+                phrase = tokens[i : i + n]
+                runs = 1
+                while tokens[i + runs * n : i + (runs + 1) * n] == phrase:
+                    runs += 1
+                if runs >= MAX_RUN and any(phrase):
+                    last = words[i + runs * n - 1]
+                    text = text[: words[i + n - 1].end()] + text[last.end() :]
+                    break
+            else:
+                continue
+            break
+        else:
+            return text
+
+
+def _sentence_loop(text: str) -> int | None:
+    """Where the first sentence that repeats an earlier one starts (the answer started over)."""
+    seen: set[str] = set()
+    start = 0
+    for end in [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]:
+        key = _key(text[start:end])
+        if key and key in seen:
+            return start
+        seen.add(key)
+        start = end
+    return None
+
+
+def cut_repetition(text: str) -> str:
+    """Cut a loop: a stutter said once, and everything from a sentence that repeats an earlier one."""
+    text = collapse_stutter(text)
+    at = _sentence_loop(text)
+    return text if at is None else text[:at].rstrip()
+
+
+def end_at_sentence(text: str) -> str:
+    """Drop an unfinished last sentence (the model ran out of tokens) when a finished one comes
+    before it in the same paragraph. A list item or a paragraph of one fragment is kept whole."""
+    head, sep, last = text.rpartition("\n")
+    last = last.rstrip()
+    if not last or _LIST_ITEM.match(last) or _FINISHED.search(last):
+        return text
+    ends = list(_SENTENCE_END.finditer(last))
+    if not ends:
+        return text
+    return head + sep + last[: ends[-1].end()]
+
+
+def tidy_whitespace(text: str) -> str:
+    """Prose spacing: no runs of spaces, no trailing spaces, at most one blank line in a row."""
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+def clean_answer(text: str, stop: tuple[str, ...] = STOP) -> str:
+    """The answer as shown: cut at a stop sequence, loops cut, ended at a complete sentence."""
+    return end_at_sentence(tidy_whitespace(cut_repetition(cut_at_stop(text, stop))))

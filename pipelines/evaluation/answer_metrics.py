@@ -9,12 +9,15 @@
 - citation validity: the share of cited [n] that name a passage the model was shown;
 - answer relevance: cosine similarity of question and answer;
 - refusal: whether the answer declines ("I don't know"...); right on unanswerable questions;
-- reference similarity / token F1, when the set has reference answers.
+- against reference answers, when the set has them (several accepted answers allowed, the best
+  counts): exact match and token F1 with SQuAD's normalisation (lower case, no punctuation, no
+  articles; citations [n] removed from the answer first), and embedding similarity.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -55,6 +58,7 @@ class AnswerScores:
     refused: bool
     reference_similarity: float | None = None
     reference_f1: float | None = None
+    exact_match: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,10 +73,22 @@ def _content(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, punctuation and articles removed, spaces folded; the
+    answer's own citation marks go first, so citing does not cost a point."""
+    text = _CITE.sub(" ", text).lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
 def token_f1(answer: str, reference: str) -> float:
-    a, r = _WORD.findall(answer.lower()), _WORD.findall(reference.lower())
+    """SQuAD token F1 of ANSWER against one REFERENCE, on normalised tokens."""
+    a, r = normalize_answer(answer).split(), normalize_answer(reference).split()
     if not a or not r:
-        return 0.0
+        return float(a == r)
     common = sum(min(a.count(w), r.count(w)) for w in set(a))
     if common == 0:
         return 0.0
@@ -80,14 +96,24 @@ def token_f1(answer: str, reference: str) -> float:
     return 2 * p * rec / (p + rec)
 
 
+def exact_match(answer: str, reference: str) -> float:
+    return float(normalize_answer(answer) == normalize_answer(reference))
+
+
+def _references(reference: str | Sequence[str] | None) -> list[str]:
+    refs = [reference] if isinstance(reference, str) else list(reference or [])
+    return [r for r in refs if r and r.strip()]
+
+
 def score_answer(
     encoder: Encoder,
     question: str,
     answer: str,
     passages: Sequence[str],
-    reference: str | None = None,
+    reference: str | Sequence[str] | None = None,
 ) -> AnswerScores:
-    """PASSAGES are the numbered sources the model was shown, in order ([1] is passages[0])."""
+    """PASSAGES are the numbered sources the model was shown, in order ([1] is passages[0]).
+    REFERENCE: the accepted answers, if any; each reference score is the best over them."""
     cited = citations(answer)
     valid = [n for n in cited if 1 <= n <= len(passages)]
     support = [passages[n - 1] for n in valid] or list(passages)
@@ -111,8 +137,10 @@ def score_answer(
         answer_relevance=float(qa[0] @ qa[1]),
         refused=bool(REFUSAL.search(answer)) or not answer.strip(),
     )
-    if reference:
-        ra = encoder.embed([reference, answer or " "])
-        scores.reference_similarity = float(ra[0] @ ra[1])
-        scores.reference_f1 = token_f1(answer, reference)
+    refs = _references(reference)
+    if refs:
+        ra = encoder.embed([*refs, answer or " "])
+        scores.reference_similarity = float((ra[:-1] @ ra[-1]).max())
+        scores.reference_f1 = max(token_f1(answer, r) for r in refs)
+        scores.exact_match = max(exact_match(answer, r) for r in refs)
     return scores

@@ -3,7 +3,8 @@
     DIR/corpus.jsonl      {"_id", "title", "text"}   (optional here: the collection holds the corpus)
     DIR/queries.jsonl     {"_id", "text", "metadata"?}
     DIR/qrels/test.tsv    query-id <TAB> corpus-id <TAB> score, with a header line
-    DIR/answers.jsonl     {"_id", "answer"}          (optional: reference answers)
+    DIR/answers.jsonl     {"_id", "answer"}          (optional: reference answers; "answer" may be a
+                                                     list, or "answers" a list, of accepted answers)
 
 Queries without any qrel are *unanswerable* from the corpus: the answer metrics expect a refusal.
 """
@@ -36,7 +37,7 @@ class EvalSet:
     path: Path
     queries: pl.DataFrame  # _id, text, synthetic
     qrels: dict[str, dict[str, int]]  # query id -> {document id: relevance}
-    answers: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, list[str]] = field(default_factory=dict)  # query id -> accepted answers
     corpus_ids: list[str] | None = None  # from corpus.jsonl, when the folder has one
 
     @property
@@ -101,7 +102,16 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_raw(path: str | Path) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, str], list[str] | None]:
+def _accepted(row: dict[str, Any]) -> list[str]:
+    """The accepted answers of one answers.jsonl row: "answer" (a string or a list) or "answers"."""
+    value = row.get("answers", row.get("answer"))
+    values = value if isinstance(value, list) else [value]
+    return [str(v).strip() for v in values if v is not None and str(v).strip()]
+
+
+def read_raw(
+    path: str | Path,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, list[str]], list[str] | None]:
     """The folder's tables as read, before any contract: (queries, qrels, answers, corpus ids)."""
     root = Path(path)
     if not root.is_dir():
@@ -132,7 +142,7 @@ def read_raw(path: str | Path) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, st
         raise EvalSetError(f"{rfile}: missing columns {sorted(missing)} (header: query-id corpus-id score)")
     answers_file = root / "answers.jsonl"
     answers = (
-        {str(r["_id"]): str(r["answer"]) for r in _jsonl(answers_file) if r.get("answer")}
+        {str(r["_id"]): accepted for r in _jsonl(answers_file) if (accepted := _accepted(r))}
         if answers_file.is_file()
         else {}
     )
@@ -145,7 +155,7 @@ def build(
     path: str | Path,
     queries: pl.DataFrame,
     qrels: pl.DataFrame,
-    answers: dict[str, str],
+    answers: dict[str, list[str]],
     corpus_ids: list[str] | None,
 ) -> EvalSet:
     """An EvalSet from validated tables (the flow validates them with the eval data contracts)."""

@@ -153,7 +153,7 @@ class Evaluator:
         }
         return row, hits
 
-    def _answer(self, question: str, hits: list[Any], reference: str | None) -> dict[str, Any]:
+    def _answer(self, question: str, hits: list[Any], reference: list[str] | None) -> dict[str, Any]:
         assert self.generator is not None
         top = hits[: self.retriever.config.top_k]
         messages, used = build_messages(
@@ -198,6 +198,7 @@ class Evaluator:
             "refusal_accuracy": mean(unjudged, "refused"),  # unanswerable questions declined
             "reference_similarity": mean(answered, "reference_similarity"),
             "reference_f1": mean(answered, "reference_f1"),
+            "exact_match": mean(answered, "exact_match"),
             "prompt_tokens_mean": mean(answered, "prompt_tokens"),
             "completion_tokens_mean": mean(answered, "completion_tokens"),
         }

@@ -8,7 +8,21 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 MAX_TOKENS_CAP = 1024
-STOP = ("\nQuestion:", "\nSources:", "<|im_end|>")
+# The prompt's own markers and the chat template's: a model that writes one is echoing, not answering.
+# The first four are the ones an OpenAI-compatible API takes (it allows four); cleanup cuts the rest.
+STOP = (
+    "\nQuestion:",
+    "</sources>",
+    "<source ",
+    "<|im_end|>",
+    "\nSources:",
+    "<sources>",
+    "</source>",
+    "<|im_start|>",
+    "<|endoftext|>",
+    "<end_of_turn>",
+    "<start_of_turn>",
+)
 
 
 def clamp_sampling(max_tokens: int, temperature: float) -> tuple[int, float]:

@@ -9,7 +9,7 @@ from dataclasses import fields
 import httpx
 import pytest
 
-from pipelines.generation.prompts import SYSTEM, build_messages
+from pipelines.generation.prompts import SYSTEM, build_messages, source_block
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 from tests.conftest import HOSTILE_COLLECTION
@@ -41,11 +41,11 @@ def test_an_injected_instruction_stays_inside_the_quoted_sources(service: str, s
     assert messages[0] == {"role": "system", "content": SYSTEM}  # the system prompt is unchanged
     assert "not instructions" in SYSTEM
     assert [m["role"] for m in messages] == ["system", "user"]
-    sources, sep, question = messages[1]["content"].partition("\n\nQuestion: ")
-    assert sep and question == QUESTION and sources.startswith("Sources:\n")
+    sources, sep, question = messages[1]["content"].rpartition("\n</sources>\n\nQuestion: ")
+    assert sep and question == QUESTION and sources.startswith("<sources>\n")
     n = next(i for i, h in enumerate(used, start=1) if h.title == LIGHTHOUSE)
-    block = f"[{n}] {LIGHTHOUSE}\n{used[n - 1].text.strip()}"
-    assert block in sources  # the attack is the body of numbered source n, nothing more
+    block = source_block(n, used[n - 1])
+    assert block in sources and INJECTION in block  # the attack is the body of fenced source n, nothing more
     assert sum(m["content"].count(INJECTION) for m in messages) == 1
 
     r = httpx.post(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pipelines.evaluation.answer_metrics import score_answer, sentences, token_f1
+from pipelines.evaluation.answer_metrics import (
+    exact_match,
+    normalize_answer,
+    score_answer,
+    sentences,
+    token_f1,
+)
 
 PASSAGES = [
     "The with statement wraps the execution of a block with methods defined by a context manager. "
@@ -40,3 +46,19 @@ def test_refusals_and_reference_answers(embedder) -> None:  # type: ignore[no-un
         "First sentence here .",
         "Another full sentence here!",
     ]
+
+
+def test_squad_normalisation_exact_match_and_f1_over_several_accepted_answers(embedder) -> None:  # type: ignore[no-untyped-def]
+    assert normalize_answer("The  Fresnel lens, [2]!") == "fresnel lens"
+    assert exact_match("A Fresnel lens [1].", "fresnel lens") == 1.0
+    assert (
+        token_f1("the lens of Fresnel", "Fresnel lens") == 0.8
+    )  # p 2/3, r 1
+    assert token_f1("", "") == 1.0 and token_f1("", "x") == 0.0
+    s = score_answer(
+        embedder, "Who invented the lens?", "Augustin-Jean Fresnel [1].", PASSAGES,
+        reference=["Fresnel", "Augustin-Jean Fresnel"],
+    )  # fmt: skip
+    assert s.exact_match == 1.0 and s.reference_f1 == 1.0  # the best accepted answer counts
+    none = score_answer(embedder, "q", "Something else.", PASSAGES, reference=[])
+    assert none.exact_match is None and none.reference_f1 is None

@@ -54,3 +54,19 @@ def test_starter_set_from_chunks_is_marked_synthetic_and_loads(tmp_path: Path) -
     assert loaded.summary()["synthetic"] == 2
     by_chunk = {r["metadata"]["chunk_id"]: loaded.qrels[r["_id"]] for r in rows}
     assert by_chunk == {"c1": {"d1": 1}, "c2": {"d2": 1}}  # the chunk's document is the relevant one
+
+
+def test_reference_answers_may_list_several_accepted_answers(tmp_path: Path) -> None:
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": f"question {q}"}) + "\n" for q in ("q1", "q2", "q3", "q4"))
+    )
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    rows = [
+        {"_id": "q1", "answer": "one"},
+        {"_id": "q2", "answer": ["two", " 2 ", ""]},
+        {"_id": "q3", "answers": ["three", "III"]},
+        {"_id": "q4", "answer": ""},
+    ]
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _load(tmp_path).answers == {"q1": ["one"], "q2": ["two", "2"], "q3": ["three", "III"]}

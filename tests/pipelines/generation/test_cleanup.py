@@ -44,12 +44,8 @@ def test_an_unfinished_last_sentence_is_dropped(text: str, ended: str) -> None:
 
 
 def test_prose_spacing_and_stop_sequences() -> None:
-    raw = (
-        "Green tea is steamed.   Black tea is oxidised.  \n\n\n\nBoth are C. sinensis [1].\nQuestion: x"
-    )
-    assert clean_answer(raw) == (
-        "Green tea is steamed. Black tea is oxidised.\n\nBoth are C. sinensis [1]."
-    )
+    raw = "Green tea is steamed.   Black tea is oxidised.  \n\n\n\nBoth are C. sinensis [1].\nQuestion: x"
+    assert clean_answer(raw) == ("Green tea is steamed. Black tea is oxidised.\n\nBoth are C. sinensis [1].")
     assert tidy_whitespace("  a \t b  \n c ") == "a b\nc"
     for stop in STOP:  # the chat template's markers never reach a reader
         assert clean_answer(f"An answer [1].{stop}more") == "An answer [1]."

@@ -8,8 +8,10 @@ from typing import Any
 
 from ray import serve
 
-from pipelines.generation import GenerationError, make_generator
+from pipelines.generation import GenerationError, clean_answer, make_generator
+from pipelines.generation.citations import CitationChecker
 from pipelines.generation.prompts import build_messages
+from pipelines.index import Embedder
 from pipelines.retrieval import Hit
 from pipelines.settings import Settings
 
@@ -21,6 +23,14 @@ class GeneratorService:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
         self.generator = make_generator(self.settings, threads=2)
+        # Answers are checked here, where the passages are: one small encoder per replica.
+        self.checker = (
+            CitationChecker(
+                Embedder(self.settings.embedding_model, device=self.settings.embed_device, threads=1)
+            )
+            if self.generator is not None
+            else None
+        )
 
     def describe(self) -> dict[str, Any]:
         return self.generator.to_dict() if self.generator else {"backend": "none"}
@@ -56,7 +66,7 @@ class GeneratorService:
         messages, used = self._prompt(question, hits, history)
         assert self.generator is not None
         out = self.generator.generate(messages, **self._sampling(max_tokens, temperature))
-        return {**out.to_dict(), "used": used}
+        return {**out.to_dict(), "used": used, **self._check(out.text, hits[:used])}
 
     def stream(
         self,
@@ -80,5 +90,11 @@ class GeneratorService:
                 "completion_tokens": self.generator.count_tokens("".join(pieces)),
                 "model": self.generator.name,
                 "used": used,
+                **self._check(clean_answer("".join(pieces)), hits[:used]),
             }
         }
+
+    def _check(self, answer: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
+        """{"text": the checked answer, "grounded", "citations"} (pipelines/generation/citations.py)."""
+        assert self.checker is not None
+        return self.checker.check(answer, [h["text"] for h in hits]).to_dict()

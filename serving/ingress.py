@@ -141,10 +141,15 @@ class ChatIngress:
         usage: Usage,
         model: str,
         degraded_reason: str | None,
+        check: dict[str, Any] | None = None,
     ) -> ChatResponse:
-        """The response of a chat turn, recorded in the session (both the plain and the streamed path)."""
+        """The response of a chat turn, recorded in the session (both the plain and the streamed path).
+        CHECK: the generator's citation check; a degraded answer quotes the passages themselves."""
+        check = check or {"grounded": degraded_reason is not None and bool(turn.hits[:used])}
         response = ChatResponse(
-            answer=answer,
+            answer=check.get("text", answer),
+            grounded=check["grounded"],
+            citations=check.get("citations", []),
             sources=[Source(**_source(h)) for h in turn.hits[:used]],
             session_id=turn.session_id,
             usage=usage,
@@ -188,14 +193,15 @@ class ChatIngress:
                 ),
                 timeout=self.settings.generation_timeout_s,
             )
-            answer, used, model = out["text"], out["used"], out["model"]
+            answer, used, model, check = out["text"], out["used"], out["model"], out
             usage = Usage(prompt_tokens=out["prompt_tokens"], completion_tokens=out["completion_tokens"])
         except Exception as exc:  # degrade on any generator failure or timeout, never fail the request
             errors.log.warning("generation failed, answering with passages: %s", exc)
             degraded_reason = errors.message_of(exc) or type(exc).__name__
             answer, used, usage, model = _degraded_answer(turn.hits), len(turn.hits), Usage(), "none"
+            check = None
         turn.timings.generation_ms = elapsed_ms(t)
-        return self._finish(req, turn, answer, used, usage, model, degraded_reason)
+        return self._finish(req, turn, answer, used, usage, model, degraded_reason, check)
 
     async def _chat_events(
         self, req: ChatRequest, history: list[dict[str, str]] | None = None
@@ -231,9 +237,8 @@ class ChatIngress:
             )
         else:
             usage = Usage(prompt_tokens=done["prompt_tokens"], completion_tokens=done["completion_tokens"])
-            response = self._finish(
-                req, turn, clean_answer("".join(pieces)), done["used"], usage, done["model"], None
-            )
+            answer = clean_answer("".join(pieces))
+            response = self._finish(req, turn, answer, done["used"], usage, done["model"], None, done)
         yield _sse("done", response.model_dump())
 
     @api.post("/v1/feedback", response_model=FeedbackResponse)

@@ -52,6 +52,15 @@ class Timings(BaseModel):
     generation_ms: float = 0.0
 
 
+class CitationCheck(BaseModel):
+    sentence: str
+    sources: list[int] = Field(description="the [n] the sentence cites, 1-based into `sources`")
+    status: Literal["checked", "repaired", "unsupported"] = Field(
+        description="checked: the model's own citation, verified; repaired: set by the check; "
+        "unsupported: no source supports the sentence, so it was dropped from the answer"
+    )
+
+
 class ChatResponse(BaseModel):
     answer: str
     sources: list[Source]
@@ -62,6 +71,9 @@ class ChatResponse(BaseModel):
     model: str
     degraded: bool = False
     degraded_reason: str | None = None
+    grounded: bool = False  # every sentence shown is supported by a cited source
+    citations: list[CitationCheck] = Field(default_factory=list)
+    refused: bool = False  # the sources do not answer the question; the model was not called
     message_id: str | None = None  # for POST /v1/feedback
     request_id: str | None = None  # the X-Request-ID of the response; in logs and traces
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipelines.generation.citations import content_words
 from pipelines.generation.prompts import citations
 
 SUPPORT_COSINE = 0.6
@@ -31,12 +32,6 @@ SUPPORT_OVERLAP = 0.7
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _CITE = re.compile(r"\[\d{1,3}\]")
 _WORD = re.compile(r"[a-z0-9_]+")
-_STOP = frozenset(
-    str.split(
-        "a an the and or of to in is are was be it its this that for on with as by at from can not you your "
-        "i we he she they them their there which what when how does do if"
-    )
-)
 REFUSAL = re.compile(
     r"(don'?t|do not|doesn'?t|does not) (know|contain|mention|say|provide|include)|"
     r"\bno (information|answer|mention)\b|\bnot (mentioned|provided|found|covered)\b|"
@@ -67,10 +62,6 @@ class AnswerScores:
 def sentences(text: str) -> list[str]:
     parts = (_CITE.sub("", s).strip() for s in _SENTENCE.split(text))
     return [p for p in parts if len(_WORD.findall(p.lower())) >= 3]
-
-
-def _content(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -123,9 +114,10 @@ def score_answer(
     if claims and evidence:
         vectors = encoder.embed(claims + evidence)
         sims = vectors[: len(claims)] @ vectors[len(claims) :].T
-        words = _content(" ".join(support))
+        words = content_words(" ".join(support))
         ok = [
-            sims[i].max() >= SUPPORT_COSINE or len(_content(c) & words) >= SUPPORT_OVERLAP * len(_content(c))
+            sims[i].max() >= SUPPORT_COSINE
+            or len(content_words(c) & words) >= SUPPORT_OVERLAP * len(content_words(c))
             for i, c in enumerate(claims)
         ]
         grounded = float(np.mean(ok))

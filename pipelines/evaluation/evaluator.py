@@ -17,6 +17,7 @@ from pipelines.evaluation.answer_metrics import score_answer
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.evaluation.metrics import KS, document_ranking, mean_scores, percentiles, retrieval_scores
 from pipelines.generation.base import Generator
+from pipelines.generation.citations import CitationChecker
 from pipelines.generation.prompts import PROMPT_VERSION, build_messages
 from pipelines.retrieval.retriever import Retriever
 
@@ -31,6 +32,7 @@ class EvalOptions:
     max_answers: int | None = None  # CPU generation is slow: cap the answered queries
     context_tokens: int = 600
     max_new_tokens: int = 120
+    check_citations: bool = True  # score the answer serving shows (citations checked and repaired)
 
     def __post_init__(self) -> None:
         if self.depth < max(KS) or self.chunks < self.depth:
@@ -101,6 +103,7 @@ class Evaluator:
             params |= {
                 "context_tokens": self.options.context_tokens,
                 "max_new_tokens": self.options.max_new_tokens,
+                "check_citations": self.options.check_citations,
             }
         return params
 
@@ -162,9 +165,16 @@ class Evaluator:
         started = time.perf_counter()
         out = self.generator.generate(messages, max_tokens=self.options.max_new_tokens, temperature=0.0)
         ms = (time.perf_counter() - started) * 1000
-        scores = score_answer(self.embedder, question, out.text, [h.text for h in used], reference)
+        passages = [h.text for h in used]
+        answer, repaired = out.text, 0
+        if self.options.check_citations:
+            checked = CitationChecker(self.embedder).check(out.text, passages)
+            answer, repaired = checked.text, checked.repaired
+        scores = score_answer(self.embedder, question, answer, passages, reference)
         return {
-            "answer": out.text,
+            "answer": answer,
+            "raw_answer": out.text,
+            "repaired_citations": repaired,
             **scores.to_dict(),
             "sources": [h.doc_id for h in used],
             "prompt_tokens": out.prompt_tokens,

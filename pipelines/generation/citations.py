@@ -1,0 +1,191 @@
+"""Citations by construction: every sentence of an answer carries the [n] of a passage that supports
+it. The model's own citations are checked (the number exists, the passage supports the sentence);
+a missing or wrong one is repaired from sentence-to-passage support; a sentence that no passage
+supports is dropped (and listed as such), and an answer left with none is shown as it was and
+marked not grounded.
+
+Support is what the offline groundedness metric measures (evaluation/answer_metrics.py): a
+sentence is supported by a passage when its embedding is close to one of the passage's sentences
+(cosine >= min_cosine) or when most of its content words appear in the passage (copying).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+Status = Literal["checked", "repaired", "unsupported"]
+_SENTENCE = re.compile(r".+?(?:[.!?](?:\s*\[\d{1,3}\])*[\"')\]]*(?=\s|$)|\n|$)", re.S)
+_CITE = re.compile(r"\s*\[(\d{1,3})\]")
+_WORD = re.compile(r"[a-z0-9_]+")
+_TAIL = re.compile(r"[.!?:;,\"')\]]*$")
+_STOP = frozenset(
+    {
+        *[
+            "a",
+            "an",
+            "the",
+            "and",
+            "or",
+            "of",
+            "to",
+            "in",
+            "is",
+            "are",
+            "was",
+            "be",
+            "it",
+            "its",
+            "this",
+            "that",
+            "for",
+            "on",
+            "with",
+            "as",
+            "by",
+            "at",
+            "from",
+            "can",
+            "not",
+        ],
+        *[
+            "you",
+            "your",
+            "i",
+            "we",
+            "he",
+            "she",
+            "they",
+            "them",
+            "their",
+            "there",
+            "which",
+            "what",
+            "when",
+            "how",
+            "does",
+            "do",
+            "if",
+        ],
+    }
+)
+MIN_WORDS = 3  # shorter pieces ("Yes.") are connective, not claims: kept as they are
+
+
+class Encoder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass
+class Citation:
+    sentence: str  # the sentence as shown, with its [n]
+    sources: list[int]  # the [n] it cites (1-based, into the sources the model was shown)
+    status: Status  # checked: the model's own, verified; repaired: set here; unsupported: dropped
+
+
+@dataclass
+class CheckedAnswer:
+    text: str
+    grounded: bool
+    citations: list[Citation] = field(default_factory=list)
+
+    @property
+    def repaired(self) -> int:
+        return sum(c.status == "repaired" for c in self.citations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "grounded": self.grounded,
+            "citations": [asdict(c) for c in self.citations],
+        }
+
+
+def split_sentences(text: str) -> list[str]:
+    """The answer's sentences, each with the citation marks that follow it."""
+    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+
+
+def _word_count(sentence: str) -> int:
+    return len(_WORD.findall(_CITE.sub(" ", sentence).lower()))
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(_CITE.sub(" ", text).lower()) if w not in _STOP}
+
+
+def _with_citations(sentence: str, sources: Sequence[int]) -> str:
+    """SENTENCE with its citation marks replaced by SOURCES, placed before its final punctuation."""
+    bare = _CITE.sub("", sentence).rstrip()
+    tail = _TAIL.search(bare)
+    cut = tail.start() if tail else len(bare)
+    marks = "".join(f" [{n}]" for n in sources)
+    return f"{bare[:cut].rstrip()}{marks}{bare[cut:]}"
+
+
+class CitationChecker:
+    """Checks and repairs the citations of an answer against the passages the model was shown."""
+
+    def __init__(self, encoder: Encoder, min_cosine: float = 0.6, min_overlap: float = 0.7) -> None:
+        if not (0 < min_cosine <= 1 and 0 < min_overlap <= 1):
+            raise ValueError("min_cosine and min_overlap must be in (0, 1]")
+        self.encoder = encoder
+        self.min_cosine = min_cosine
+        self.min_overlap = min_overlap
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"min_cosine": self.min_cosine, "min_overlap": self.min_overlap}
+
+    def support(self, claims: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        """support[i, j]: how well passage j supports claim i, in [0, 1] (>= 1 means supported)."""
+        pieces = [[s for s in split_sentences(p) if len(content_words(s))] or [p] for p in passages]
+        flat = [s for ps in pieces for s in ps]
+        vectors = self.encoder.embed([_CITE.sub("", c) for c in claims] + flat)
+        sims = vectors[: len(claims)] @ vectors[len(claims) :].T
+        out = np.zeros((len(claims), len(passages)))
+        start = 0
+        for j, ps in enumerate(pieces):
+            cosine = sims[:, start : start + len(ps)].max(axis=1)
+            words = content_words(passages[j])
+            overlap = np.array(
+                [len(content_words(c) & words) / max(1, len(content_words(c))) for c in claims]
+            )
+            out[:, j] = np.maximum(cosine / self.min_cosine, overlap / self.min_overlap)
+            start += len(ps)
+        return out
+
+    def check(self, answer: str, passages: Sequence[str]) -> CheckedAnswer:
+        sentences = split_sentences(answer)
+        claims = [i for i, s in enumerate(sentences) if _word_count(s) >= MIN_WORDS]
+        if not claims or not passages:
+            return CheckedAnswer(answer.strip(), grounded=False)
+        support = self.support([sentences[i] for i in claims], passages)
+        shown: list[str] = []
+        citations: list[Citation] = []
+        for row, i in enumerate(claims):
+            sentences[i] = self._checked(sentences[i], support[row], citations)
+        kept = {i for i, c in zip(claims, citations, strict=True) if c.status != "unsupported"}
+        if not kept:  # nothing supported: show the answer, say so
+            return CheckedAnswer(answer.strip(), grounded=False, citations=citations)
+        shown = [s for i, s in enumerate(sentences) if i in kept or i not in claims]
+        # What is shown is supported sentence by sentence; the dropped ones stay listed as unsupported.
+        return CheckedAnswer(" ".join(shown), grounded=True, citations=citations)
+
+    def _checked(self, sentence: str, support: np.ndarray, citations: list[Citation]) -> str:
+        cited = [int(n) for n in _CITE.findall(sentence)]
+        valid = [n for n in dict.fromkeys(cited) if 1 <= n <= len(support) and support[n - 1] >= 1]
+        if cited and len(valid) == len(set(cited)):
+            citations.append(Citation(sentence, valid, "checked"))
+            return sentence
+        best = int(np.argmax(support)) + 1
+        if support[best - 1] < 1:
+            citations.append(Citation(sentence, [], "unsupported"))
+            return sentence
+        sources = valid or [best]
+        fixed = _with_citations(sentence, sources)
+        citations.append(Citation(fixed, sources, "repaired"))
+        return fixed

@@ -1,0 +1,71 @@
+"""Citations by construction, with the real MiniLM encoder: checked, repaired, unsupported."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.generation.citations import CitationChecker, split_sentences
+
+PASSAGES = [
+    "The with statement wraps the execution of a block with methods defined by a context manager. "
+    "The context manager's exit method runs even when the block raises an exception.",
+    "Sourdough starter is a mix of flour and water that ferments with wild yeast.",
+]
+
+
+@pytest.fixture(scope="module")
+def checker(embedder) -> CitationChecker:  # type: ignore[no-untyped-def]
+    return CitationChecker(embedder)
+
+
+def test_a_right_citation_is_checked_and_kept(checker: CitationChecker) -> None:
+    answer = "The exit method runs even when the block raises an exception [1]."
+    out = checker.check(answer, PASSAGES)
+    assert out.text == answer and out.grounded
+    assert [(c.sources, c.status) for c in out.citations] == [([1], "checked")]
+
+
+def test_a_wrong_or_missing_citation_is_repaired_from_support(checker: CitationChecker) -> None:
+    answer = (
+        "The with statement wraps a block with a context manager [2]. "  # wrong: [2] is about sourdough
+        "A starter is flour and water fermented by wild yeast. "  # missing
+        "Sourdough ferments with wild yeast [7]."  # names no source
+    )
+    out = checker.check(answer, PASSAGES)
+    assert [(c.sources, c.status) for c in out.citations] == [
+        ([1], "repaired"),
+        ([2], "repaired"),
+        ([2], "repaired"),
+    ]
+    assert out.text == (
+        "The with statement wraps a block with a context manager [1]. "
+        "A starter is flour and water fermented by wild yeast [2]. "
+        "Sourdough ferments with wild yeast [2]."
+    )
+    assert out.grounded and out.repaired == 3
+
+
+def test_an_unsupported_sentence_is_dropped_and_listed(checker: CitationChecker) -> None:
+    answer = "The exit method runs even when the block raises [1]. Penguins winter in the Sahara [2]."
+    out = checker.check(answer, PASSAGES)
+    assert out.text == "The exit method runs even when the block raises [1]."
+    assert out.grounded
+    assert out.citations[1].status == "unsupported" and "Penguins" in out.citations[1].sentence
+
+
+def test_an_answer_no_source_supports_is_shown_but_not_grounded(checker: CitationChecker) -> None:
+    answer = "Penguins fly to Mars on Tuesdays [1]."
+    out = checker.check(answer, PASSAGES)
+    assert out.text == answer and not out.grounded
+    assert [c.status for c in out.citations] == ["unsupported"]
+    assert not checker.check("", PASSAGES).grounded and not checker.check(answer, []).grounded
+
+
+def test_short_connectives_stay_and_sentences_keep_their_marks() -> None:
+    assert split_sentences("Yes. It wraps a block [1]! And more") == [
+        "Yes.",
+        "It wraps a block [1]!",
+        "And more",
+    ]
+    with pytest.raises(ValueError):
+        CitationChecker(object(), min_cosine=0)  # type: ignore[arg-type]

@@ -168,8 +168,10 @@ def promote(
     scores: dict[str, float],
     metric: str,
     parent_run_id: str,
+    min_similarity: float | None = None,
 ) -> dict[str, str]:
-    """Register the winner in MLflow (alias `champion`) and point serving at it."""
+    """Register the winner in MLflow (alias `champion`) and point serving at it, with the refusal
+    threshold calibrated for it (None: this evaluation set has no unanswerable question to learn from)."""
     settings = get_settings()
     target = build_variant(collection, winner.chunking)
     store = Store(settings.lancedb_location)
@@ -184,6 +186,7 @@ def promote(
             "index_table": index_table,
             "metric": metric,
             "score": scores[metric],
+            "refusal": {"min_similarity": min_similarity},
         },
     )
     return registered
@@ -261,7 +264,11 @@ def optimize_flow(
     if promoted:
         # With no champion yet, the better of the winner and the defaults becomes the first one.
         chosen, chosen_report = (winner.candidate, best_report) if new >= old else (current, inc_report)
-        champion = promote(collection, chosen, chosen_report.metrics, metric, parent_id)
+        # The refusal threshold is learned on the search split (its unanswerable questions), like
+        # the config; the held-out split only scores.
+        calibration = evaluate_candidate(settings, collection, chosen, search_set, False, None)
+        refusal = calibration.metrics.get("refusal_min_similarity")
+        champion = promote(collection, chosen, chosen_report.metrics, metric, parent_id, refusal)
         if chosen is current:
             reason += "; the defaults held up better and became the first champion"
         log.info("promoted %s v%s: %s", champion["name"], champion["version"], reason)

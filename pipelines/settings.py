@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # serving
     sessions_url: str | None = None  # SQLAlchemy URL; None = SQLite under the data dir
     generation_timeout_s: float = 120.0
+    # Refuse (the sources do not say; no model call) below this query-to-passage similarity. None:
+    # the champion's threshold, calibrated by `ragline optimize` on the collection's evaluation set.
+    refusal_min_similarity: float | None = None
     # API keys (`ragline keys`) on every /v1 route; off by default so a local `ragline serve` just works
     auth: bool = False
     # an MLflow trace per chat request (retrieve + generate spans) in the tracking store; costs a write each

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from pipelines.generation import refusal
 from pipelines.generation.cleanup import clean_answer
 from pipelines.generation.prompts import PROMPT_VERSION, condense
 from pipelines.settings import Settings, validate_collection
@@ -70,6 +71,11 @@ class _Turn:
     hits: list[dict[str, Any]]
     config_version: str
     timings: Timings
+    min_similarity: float | None = None  # refuse below this evidence (pipelines/generation/refusal.py)
+
+    @property
+    def refused(self) -> bool:
+        return refusal.refuses(self.hits, self.min_similarity)
 
 
 def _sse(event: str, data: Any) -> str:
@@ -130,7 +136,9 @@ class ChatIngress:
             collection, condense(req.message, history), req.top_k, None, req.filters, timings
         )
         version = f"{found['version']}/prompt-{PROMPT_VERSION}"
-        return _Turn(collection, session_id, history, found["hits"], version, timings)
+        return _Turn(
+            collection, session_id, history, found["hits"], version, timings, found.get("min_similarity")
+        )
 
     def _finish(
         self,
@@ -150,6 +158,7 @@ class ChatIngress:
             answer=check.get("text", answer),
             grounded=check["grounded"],
             citations=check.get("citations", []),
+            refused=check.get("refused", False),
             sources=[Source(**_source(h)) for h in turn.hits[:used]],
             session_id=turn.session_id,
             usage=usage,
@@ -163,6 +172,12 @@ class ChatIngress:
         response.message_id = self._record(auth.session_key(turn.session_id), req.message, response)
         auth.account(usage.prompt_tokens, usage.completion_tokens)
         return response
+
+    def _refusal(self, req: ChatRequest, turn: _Turn) -> ChatResponse:
+        """The sources do not answer: say so, list the closest ones, and do not call the model."""
+        shown = req.top_k or len(turn.hits)
+        check = {"grounded": False, "refused": True}
+        return self._finish(req, turn, refusal.REFUSAL_ANSWER, shown, Usage(), "none", None, check)
 
     def _record(self, session_id: str, question: str, response: ChatResponse) -> str:
         self.sessions.append(session_id, "user", question)
@@ -184,6 +199,8 @@ class ChatIngress:
 
     async def _answer(self, req: ChatRequest, history: list[dict[str, str]] | None = None) -> ChatResponse:
         turn = await self._prepare(req, history)
+        if turn.refused:
+            return self._refusal(req, turn)
         t = time.perf_counter()
         degraded_reason = None
         try:
@@ -211,6 +228,9 @@ class ChatIngress:
             turn = await self._prepare(req, history)
         except Exception as exc:
             yield _sse("error", {"error": {"code": "bad_request", "message": errors.message_of(exc)}})
+            return
+        if turn.refused:
+            yield _sse("done", self._refusal(req, turn).model_dump())
             return
         t = time.perf_counter()
         pieces: list[str] = []

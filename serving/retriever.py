@@ -117,6 +117,11 @@ class RetrieverService:
             "embed_ms": embed_ms,
             "search_ms": round(elapsed_ms(t) - (embed_ms or 0.0), 1),
             "cache_hit": cached is not None and cached[0] is r,
+            "min_similarity": (
+                r.min_similarity
+                if self.settings.refusal_min_similarity is None
+                else self.settings.refusal_min_similarity
+            ),
         }
 
     async def _search_batch(

@@ -16,6 +16,7 @@ import polars as pl
 from pipelines.evaluation.answer_metrics import score_answer
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.evaluation.metrics import KS, document_ranking, mean_scores, percentiles, retrieval_scores
+from pipelines.generation import refusal
 from pipelines.generation.base import Generator
 from pipelines.generation.citations import CitationChecker
 from pipelines.generation.prompts import PROMPT_VERSION, build_messages
@@ -33,6 +34,9 @@ class EvalOptions:
     context_tokens: int = 600
     max_new_tokens: int = 120
     check_citations: bool = True  # score the answer serving shows (citations checked and repaired)
+    # Refuse without calling the model below this evidence, as serving does (generation/refusal.py);
+    # None: the retriever's (its champion's) threshold.
+    min_similarity: float | None = None
 
     def __post_init__(self) -> None:
         if self.depth < max(KS) or self.chunks < self.depth:
@@ -129,6 +133,21 @@ class Evaluator:
         metrics = self._aggregate(frame, per_query_scores)
         return EvalReport(metrics, frame, self.to_dict(), evalset.summary(), _failures(frame))
 
+    @property
+    def _min_similarity(self) -> float | None:
+        if self.options.min_similarity is not None:
+            return self.options.min_similarity
+        return self.retriever.min_similarity
+
+    @staticmethod
+    def _calibrated_refusal(frame: pl.DataFrame) -> float | None:
+        """The refusal threshold this set supports: evidence of answerable vs unanswerable queries."""
+        known = frame.filter(pl.col("evidence").is_not_null())
+        judged = known["relevant"].list.len() > 0
+        return refusal.calibrate(
+            known.filter(judged)["evidence"].to_list(), known.filter(~judged)["evidence"].to_list()
+        )
+
     # --- steps ---------------------------------------------------------------------------------
     def _answer_ids(self, evalset: EvalSet) -> set[str]:
         if not self.options.generate:
@@ -153,12 +172,28 @@ class Evaluator:
             "synthetic": bool(q.get("synthetic")),
             "ranking": ranking,
             "retrieval_ms": round(ms, 2),
+            "evidence": refusal.evidence(hits),
         }
         return row, hits
 
     def _answer(self, question: str, hits: list[Any], reference: list[str] | None) -> dict[str, Any]:
         assert self.generator is not None
         top = hits[: self.retriever.config.top_k]
+        if refusal.refuses(hits, self._min_similarity):
+            scores = score_answer(
+                self.embedder, question, refusal.REFUSAL_ANSWER, [h.text for h in top], reference
+            )
+            return {
+                "answer": refusal.REFUSAL_ANSWER,
+                "raw_answer": None,
+                "repaired_citations": 0,
+                **scores.to_dict(),
+                "refused_without_model": True,
+                "sources": [h.doc_id for h in top],
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "generation_ms": 0.0,
+            }
         messages, used = build_messages(
             question, top, self.generator.count_tokens, budget=self.options.context_tokens
         )
@@ -176,6 +211,7 @@ class Evaluator:
             "raw_answer": out.text,
             "repaired_citations": repaired,
             **scores.to_dict(),
+            "refused_without_model": False,
             "sources": [h.doc_id for h in used],
             "prompt_tokens": out.prompt_tokens,
             "completion_tokens": out.completion_tokens,
@@ -187,6 +223,9 @@ class Evaluator:
         metrics["queries"] = float(frame.height)
         metrics["judged_queries"] = float(len(next(iter(per_query.values()), {})))
         metrics |= percentiles(frame["retrieval_ms"].to_list(), "retrieval")
+        threshold = self._calibrated_refusal(frame)
+        if threshold is not None:
+            metrics["refusal_min_similarity"] = threshold
         if "answer" not in frame.columns:
             return metrics
         answered = frame.filter(pl.col("answer").is_not_null())
@@ -205,6 +244,7 @@ class Evaluator:
             "citation_validity": mean(citing, "citation_validity"),
             "answer_relevance": mean(judged, "answer_relevance"),
             "false_refusal_rate": mean(judged, "refused"),
+            "refused_without_model": mean(answered, "refused_without_model"),
             "refusal_accuracy": mean(unjudged, "refused"),  # unanswerable questions declined
             "reference_similarity": mean(answered, "reference_similarity"),
             "reference_f1": mean(answered, "reference_f1"),

@@ -30,6 +30,7 @@ class Hit:
     score: float
     source_uri: str = ""
     chunk_index: int = 0
+    similarity: float | None = None  # cosine to the query vector, when the vector search found it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

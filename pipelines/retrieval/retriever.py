@@ -34,6 +34,7 @@ class Retriever:
     """Searches one collection's active index table."""
 
     champion_version: str | None = None  # the registered champion this config came from, if any
+    min_similarity: float | None = None  # the champion's refusal threshold (generation/refusal.py)
 
     def __init__(self, store: Store, collection: str, config: RetrievalConfig | None = None) -> None:
         self.store = store
@@ -53,6 +54,7 @@ class Retriever:
         params = {**asdict(base or RetrievalConfig()), **champion.get("retrieval", {}), **override}
         retriever = cls(store, collection, RetrievalConfig(**params))
         retriever.champion_version = champion.get("version")
+        retriever.min_similarity = (champion.get("refusal") or {}).get("min_similarity")
         return retriever
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +63,7 @@ class Retriever:
             "table": self.table.name,
             "model": asdict(self.model),
             "champion_version": self.champion_version,
+            "min_similarity": self.min_similarity,
             **asdict(self.config),
         }
 
@@ -183,4 +186,5 @@ class Retriever:
             round(score, 6),
             row.get("source_uri") or "",
             int(row.get("chunk_index") or 0),
+            round(1.0 - float(row["_distance"]), 6) if row.get("_distance") is not None else None,
         )

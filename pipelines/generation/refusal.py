@@ -1,0 +1,58 @@
+"""Honest refusal: when retrieval finds nothing that answers the question, say that the sources do
+not say, list the closest sources, and do not call the model.
+
+The evidence is the query's best cosine similarity to a retrieved passage (vector and hybrid
+search). Its threshold is learned per collection from the evaluation set's unanswerable questions
+(`calibrate`, stored with the champion config), never hard-coded: embedders and corpora differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+# Fixed and detectable: the answer metrics count it as a refusal (evaluation/answer_metrics.py).
+REFUSAL_ANSWER = "The sources do not say. The closest passages found are listed as sources."
+MAX_FALSE_REFUSAL = 0.15  # at most this share of answerable questions may be refused
+
+
+def evidence(hits: Sequence[Any]) -> float | None:
+    """The best similarity of the query to a retrieved passage; None when no hit has one (text
+    search only), and then refusal never applies."""
+    values = [s for h in hits if (s := _similarity(h)) is not None]
+    return max(values) if values else None
+
+
+def _similarity(hit: Any) -> float | None:
+    return hit.get("similarity") if isinstance(hit, dict) else getattr(hit, "similarity", None)
+
+
+def refuses(hits: Sequence[Any], min_similarity: float | None) -> bool:
+    """Whether the question is refused without calling the model."""
+    if min_similarity is None:
+        return False
+    best = evidence(hits)
+    return best is not None and best < min_similarity
+
+
+def calibrate(
+    answerable: Sequence[float], unanswerable: Sequence[float], max_false_refusal: float = MAX_FALSE_REFUSAL
+) -> float | None:
+    """The threshold that refuses the most unanswerable questions while refusing at most
+    MAX_FALSE_REFUSAL of the answerable ones (best evidence of each question); None when the set has
+    no unanswerable questions or no threshold refuses any of them within that limit."""
+    a, u = np.asarray(answerable, dtype=float), np.asarray(unanswerable, dtype=float)
+    if not a.size or not u.size:
+        return None
+    values = np.unique(np.concatenate([a, u]))
+    cuts = (values[:-1] + values[1:]) / 2  # between observed values: robust to ties
+    best: tuple[float, float] | None = None
+    for t in cuts:
+        false_refusal, refusal = float((a < t).mean()), float((u < t).mean())
+        if false_refusal <= max_false_refusal and refusal > 0:
+            gain = refusal - false_refusal
+            if best is None or gain > best[0]:
+                best = (gain, float(t))
+    return None if best is None else round(best[1], 4)

@@ -1,0 +1,39 @@
+"""The one retriever on a real LanceDB table: hits carry the query's similarity where the vector
+search found them (the evidence that refusal is calibrated on)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.index.indexes import build_indexes
+from pipelines.retrieval import RetrievalConfig, Retriever
+from pipelines.schemas import index_schema
+from pipelines.store import ModelInfo, Store
+from tests.pipelines.index.test_indexes import _rows
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
+    store = Store(str(tmp_path_factory.mktemp("retriever")))
+    model = ModelInfo("m", "abcdef0123456789", 16)
+    table = store.index_table("c", model)
+    Store.upsert(table, _rows(200).cast(index_schema(16)))
+    build_indexes(table)
+    store.set_active_index("c", table.name, model)
+    return Retriever(store, "c", RetrievalConfig(top_k=5))
+
+
+def test_vector_hits_carry_their_similarity_to_the_query(retriever: Retriever) -> None:
+    q = _rows(200).column("vector")[7].values.to_numpy()
+    hits = retriever.retrieve("", q, mode="vector")
+    assert hits[0].id == "r7" and hits[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert all(h.similarity is not None and -1 <= h.similarity <= 1 for h in hits)
+    assert [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+
+
+def test_text_hits_have_no_similarity_and_hybrid_keeps_the_vector_ones(retriever: Retriever) -> None:
+    text = retriever.retrieve("word42", mode="text")
+    assert text and all(h.similarity is None for h in text)
+    q = _rows(200).column("vector")[42].values.to_numpy()
+    hybrid = retriever.retrieve("word42", q, mode="hybrid")
+    assert hybrid[0].id == "r42" and hybrid[0].similarity == pytest.approx(1.0, abs=1e-4)

@@ -3,7 +3,9 @@
 shares (the `Generator` protocol, sampling limits, stop sequences), `cleanup` what every answer
 goes through (loops cut, ended at a complete sentence, prose spacing); one module per backend:
 `local` (transformers on CPU, the default), `openai_server` (any OpenAI-compatible server) and
-`vllm_engine` (vLLM on a GPU); `backends.make_generator` picks the one the settings name."""
+`vllm_engine` (vLLM on a GPU); `backends.make_generator` picks the one the settings name. The
+answer checks come after the model: `citations` (each sentence's [n] checked or repaired) and,
+before it, `refusal` (the sources do not answer: no model call)."""
 
 from pipelines.generation.backends import make_generator
 from pipelines.generation.base import (

@@ -149,8 +149,19 @@ def chat(
 
 
 def show_answer(body: dict[str, Any]) -> None:
-    out.print(f"\n[bold]Answer[/]{' [yellow](degraded)[/]' if body.get('degraded') else ''}")
-    out.print(body["answer"] or "(empty)")
+    note = " [yellow](degraded)[/]" if body.get("degraded") else ""
+    note += (
+        " [yellow](refused: the sources do not say; the model was not asked)[/]"
+        if body.get("refused")
+        else ""
+    )
+    out.print(f"\n[bold]Answer[/]{note}")
+    out.print(body["answer"] or "(empty)", markup=False, highlight=False)
+    statuses = [c["status"] for c in body.get("citations", [])]
+    if statuses:
+        counts = ", ".join(f"{statuses.count(k)} {k}" for k in ("checked", "repaired", "unsupported"))
+        grounded = "every sentence cites a supporting source" if body.get("grounded") else "not grounded"
+        out.print(f"[dim]citations: {counts} ({grounded})[/]")
     out.print("\n[bold]Sources[/]")
     for i, s in enumerate(body["sources"], start=1):
         out.print(f"  [{i}] {s['title']}  [dim]({s['doc_id']}, score {s['score']:.3f})[/]")

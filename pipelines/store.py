@@ -98,6 +98,14 @@ class Store:
     def collections(self) -> list[str]:
         return sorted({n.split("__", 1)[0] for n in self._names() if "__" in n})
 
+    def indexed_collections(self) -> list[str]:
+        """The collections that can be searched: an embed run registered an index that exists."""
+        if REGISTRY not in self._names():
+            return []
+        names = self._names()
+        rows = self._registry().to_arrow().select(["collection", "index_table"]).to_pylist()
+        return sorted(r["collection"] for r in rows if r["index_table"] in names)
+
     # --- tables --------------------------------------------------------------------------------
     def table(self, collection: str, kind: str, schema: pa.Schema | None = None) -> Any:
         name = self.table_name(collection, kind)

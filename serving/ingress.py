@@ -57,8 +57,10 @@ def _degraded_answer(hits: list[dict[str, Any]]) -> str:
     return "The answer could not be generated; the most relevant passages are:\n" + "\n".join(lines)
 
 
-def _source(hit: dict[str, Any]) -> dict[str, Any]:
-    return {k: hit[k] for k in ("id", "doc_id", "title", "score", "text", "source_uri")}
+def _source(hit: dict[str, Any], min_similarity: float | None = None) -> dict[str, Any]:
+    shown = {k: hit[k] for k in ("id", "doc_id", "title", "score", "text", "source_uri")}
+    similarity = hit.get("similarity")
+    return shown | {"similarity": similarity, "relevance": refusal.relevance(similarity, min_similarity)}
 
 
 @dataclass
@@ -159,7 +161,7 @@ class ChatIngress:
             grounded=check["grounded"],
             citations=check.get("citations", []),
             refused=check.get("refused", False),
-            sources=[Source(**_source(h)) for h in turn.hits[:used]],
+            sources=[Source(**_source(h, turn.min_similarity)) for h in turn.hits[:used]],
             session_id=turn.session_id,
             usage=usage,
             timings=turn.timings,
@@ -277,7 +279,7 @@ class ChatIngress:
         timings = Timings()
         found = await self._retrieve(collection, req.query, req.top_k, req.mode, req.filters, timings)
         return SearchResponse(
-            results=[Source(**_source(h)) for h in found["hits"]],
+            results=[Source(**_source(h, found.get("min_similarity"))) for h in found["hits"]],
             collection=collection,
             mode=found["mode"],
             timings=timings,

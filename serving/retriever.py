@@ -92,7 +92,10 @@ class RetrieverService:
         return {**r.to_dict(), "table_version": r.table_version}
 
     def collections(self) -> list[str]:
-        return self.store.collections()
+        """What can be addressed: the indexed collections, the default one first."""
+        names = self.store.indexed_collections()
+        default = self.settings.default_collection
+        return sorted(names, key=lambda n: (n != default, n))
 
     async def search(
         self,

@@ -36,6 +36,8 @@ class Source(BaseModel):
     score: float
     text: str
     source_uri: str = ""
+    similarity: float | None = None  # cosine to the question, where the vector search found it
+    relevance: Literal["high", "medium", "low"] | None = None  # against the collection's threshold
 
 
 class Usage(BaseModel):

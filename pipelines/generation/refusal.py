@@ -16,6 +16,9 @@ import numpy as np
 # Fixed and detectable: the answer metrics count it as a refusal (evaluation/answer_metrics.py).
 REFUSAL_ANSWER = "The sources do not say. The closest passages found are listed as sources."
 MAX_FALSE_REFUSAL = 0.15  # at most this share of answerable questions may be refused
+# all-MiniLM-L6-v2: paraphrases score ~0.7-0.9, unrelated text ~0.0-0.3. Used for relevance labels
+# only, and only when the collection has no calibrated threshold.
+DEFAULT_MIN_SIMILARITY = 0.45
 
 
 def evidence(hits: Sequence[Any]) -> float | None:
@@ -56,3 +59,12 @@ def calibrate(
             if best is None or gain > best[0]:
                 best = (gain, float(t))
     return None if best is None else round(best[1], 4)
+
+
+def relevance(similarity: float | None, min_similarity: float | None) -> str | None:
+    """A label a person reads, relative to the collection's refusal threshold: "high", "medium"
+    (enough to answer from), "low" (below it); None without a similarity (text search)."""
+    if similarity is None:
+        return None
+    t = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
+    return "high" if similarity >= t + 0.15 else "medium" if similarity >= t else "low"

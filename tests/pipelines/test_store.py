@@ -20,6 +20,8 @@ def test_active_index_and_missing_collections(tmp_path: Path) -> None:
     assert store.active_index("c1").name == "c1__index_m_abcdef01"
     assert store.model_of(table) == model
     assert "c1" in store.collections()
+    store.chunks("c2")  # chunks only, never embedded: not offered for search
+    assert "c2" in store.collections() and store.indexed_collections() == ["c1"]
 
 
 def test_tables_from_an_older_schema_gain_the_new_columns(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictInt, field_validator
 
 MAX_MESSAGE_CHARS = 4000
 # Bounds on everything a client sends (the body as a whole is capped by errors.MAX_BODY_BYTES).
 Name = Annotated[str, Field(max_length=64)]  # a collection; its pattern is checked with a 400 reason
 SessionId = Annotated[str, Field(min_length=1, max_length=128)]
-FilterScalar = Annotated[str, Field(max_length=512)] | int
+# StrictInt: a JSON true is not the number 1 (pydantic would coerce it).
+FilterScalar = Annotated[str, Field(max_length=512)] | StrictInt
 FilterValue = FilterScalar | Annotated[list[FilterScalar], Field(min_length=1, max_length=100)]
 Filters = Annotated[
     dict[Annotated[str, Field(max_length=64)], FilterValue],

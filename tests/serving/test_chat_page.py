@@ -31,13 +31,16 @@ def test_chat_page_streams_an_answer_with_clickable_sources(service: str) -> Non
         assert first.locator(".answer p").first.inner_text().strip()  # rendered as paragraphs
         expect(page.locator("ol.sources a.source").first).to_contain_text("Bicycle Chain Maintenance")
         expect(first.locator(".badge").first).to_have_text(re.compile(r"(high|medium|low) relevance"))
+        title = first.locator("ol.sources a.source").first
+        title.click()  # a source's title opens its passage ...
+        expect(first.locator("ol.sources li").first.locator(".passage")).to_contain_text("chain")
+        title.click()  # ... and closes it
+        expect(first.locator(".passage.open")).to_have_count(0)
         cites = first.locator("a.cite")
-        if cites.count():  # a citation opens the card of the source it names
+        if cites.count():  # a citation in the answer opens the card of the source it names
             n = cites.first.get_attribute("data-source")
             cites.first.click()
             expect(first.locator(f"ol.sources li:nth-child({n}) .passage")).to_have_class(re.compile("open"))
-        page.locator("ol.sources a.source").first.click()
-        expect(page.locator(".passage.open").first).to_contain_text("chain")
 
         first.get_by_label("comment").fill("clear and short")
         first.get_by_label("good answer").click()  # to /v1/feedback, with the message id

@@ -73,6 +73,7 @@ class Evaluator:
     ) -> None:
         self.retriever = retriever
         self.embedder = embedder
+        self.checker = CitationChecker(embedder)  # the same check serving applies
         self.generator = generator
         self.options = options or EvalOptions()
         if self.options.generate and generator is None:
@@ -203,7 +204,7 @@ class Evaluator:
         passages = [h.text for h in used]
         answer, repaired = out.text, 0
         if self.options.check_citations:
-            checked = CitationChecker(self.embedder).check(out.text, passages)
+            checked = self.checker.check(out.text, passages)
             answer, repaired = checked.text, checked.repaired
         scores = score_answer(self.embedder, question, answer, passages, reference)
         return {

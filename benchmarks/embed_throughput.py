@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.corpus import chunk_frame, passages
+from benchmarks.report import add_json_flag, emit
 
 V100_PUBLISHED = 14_200  # sentences/s, all-MiniLM-L6-v2 on a V100 (sbert.net model table)
 
@@ -110,6 +111,7 @@ def main() -> None:
     p.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     p.add_argument("--texts", type=Path, help="a JSON list of passages to use instead of docstrings")
     p.add_argument("--save-texts", type=Path, help="write the passages used to this JSON file")
+    add_json_flag(p)
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -141,7 +143,15 @@ def main() -> None:
         )
     tok, fwd = breakdown(texts, model, args.device, args.batch_size)
     print(f"  of which: tokenizer alone {tok:,.1f} rows/s; model forward alone {fwd:,.1f} rows/s")
+    figures: dict[str, object] = {
+        "rows": len(texts),
+        "device": args.device,
+        "bare_rows_per_s": bare,
+        "tokenizer_rows_per_s": tok,
+        "forward_rows_per_s": fwd,
+    }
     if args.encoder_only:
+        emit(args, figures)
         return
 
     from pipelines.runtime import ensure_ray
@@ -152,6 +162,8 @@ def main() -> None:
     for n in args.actors:
         warm, cold = pipeline(texts, args.model, n, args.batch_size)
         by_actors[n] = warm
+        figures[f"pipeline_rows_per_s_{n}_actors"] = warm
+        figures[f"pipeline_cold_rows_per_s_{n}_actors"] = cold
         print(
             f"ray pipeline, {n} actor(s): warm {warm:,.1f} rows/s (ratio to bare {warm / bare:.2f}); "
             f"cold incl. start-up {cold:,.1f} rows/s"
@@ -159,6 +171,9 @@ def main() -> None:
     if len(by_actors) > 1:
         lo, hi = min(by_actors), max(by_actors)
         print(f"scaling {lo} -> {hi} actors: x{by_actors[hi] / by_actors[lo]:.2f}")
+        figures["scaling"] = by_actors[hi] / by_actors[lo]
+    figures["ratio"] = max(by_actors.values()) / bare  # the pipeline's best warm rate / the bare encoder
+    emit(args, figures)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Ingest + feature throughput on real passages, beside the cost of only reading and parsing the
 same files, in the same run.
 
-    python benchmarks/ingest_throughput.py --docs 20000
+    python benchmarks/ingest_throughput.py --docs 20000 [--changed 0.01] [--json]
 
 Prints documents/s and chunks/s per stage and for the whole Prefect flow, and the ratio of the
-flow's throughput to bare read+parse (what validation, features and chunking cost). Nothing is
-asserted (these machines are noisy).
+flow's throughput to bare read+parse (what validation, features and chunking cost). Then the
+refresh cost: a re-run with nothing changed and one with a fraction of the files edited, each as
+a ratio of the first run (`unchanged_ratio`, `changed_ratio`). Nothing is asserted (these machines
+are noisy).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.corpus import passages
+from benchmarks.report import add_json_flag, emit
 
 
 def write_files(texts: list[str], folder: Path) -> None:
@@ -32,6 +35,8 @@ def write_files(texts: list[str], folder: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--docs", type=int, default=20_000)
+    p.add_argument("--changed", type=float, default=0.01, help="fraction of files edited for the last run")
+    add_json_flag(p)
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rl-ingest-"))
     os.environ["RAGLINE_DATA_DIR"] = str(work / "data")
@@ -103,7 +108,40 @@ def main() -> None:
     )
     start = time.perf_counter()
     again = ingest_flow([str(folder)], "bench")
-    print(f"re-run, nothing changed: {time.perf_counter() - start:.1f} s, unchanged {again['unchanged']}")
+    unchanged_s = time.perf_counter() - start
+    print(
+        f"re-run, nothing changed: {unchanged_s:.1f} s ({unchanged_s / flow_s:.3f} of the first run), "
+        f"unchanged {again['unchanged']}"
+    )
+    files = sorted(folder.rglob("*.txt"))
+    edited = files[:: max(1, round(1 / args.changed))] if args.changed > 0 else []
+    for f in edited:
+        text = f.read_text(encoding="utf-8")
+        f.write_text(text + "\nEdited for the refresh benchmark.\n", encoding="utf-8")
+    start = time.perf_counter()
+    third = ingest_flow([str(folder)], "bench")
+    changed_s = time.perf_counter() - start
+    print(
+        f"re-run, {len(edited)} files ({len(edited) / len(files):.1%}) changed: {changed_s:.1f} s "
+        f"({changed_s / flow_s:.3f} of the first run), documents {third['documents']}, "
+        f"unchanged {third['unchanged']}"
+    )
+    emit(
+        args,
+        {
+            "docs": len(texts),
+            "first_run_s": flow_s,
+            "documents_per_s": result["documents"] / flow_s,
+            "chunks_per_s": result["chunks"] / flow_s,
+            "flow_vs_parse_ratio": base_s / flow_s,
+            "unchanged_s": unchanged_s,
+            "unchanged_ratio": unchanged_s / flow_s,
+            "changed_docs": len(edited),
+            "changed_s": changed_s,
+            "changed_ratio": changed_s / flow_s,
+            "stages_s": {name: secs for name, secs, _ in stages},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.serve_latency import QUESTIONS, pct
+from benchmarks.report import add_json_flag, emit, pct
+from benchmarks.serve_latency import QUESTIONS
 
 ROUTES = ("/v1/search", "/v1/chat")
 
@@ -32,6 +33,7 @@ ROUTES = ("/v1/search", "/v1/chat")
 @dataclass
 class Tally:
     latencies_ms: list[float] = field(default_factory=list)
+    done_at: list[float] = field(default_factory=list)  # perf_counter of each success: req/s over time
     errors: list[str] = field(default_factory=list)
     degraded: int = 0
 
@@ -49,6 +51,7 @@ async def _client(url: str, route: str, i: int, deadline: float, max_tokens: int
                 r = await c.post(f"{url}{route}", json=body)
                 if r.status_code == 200:
                     tally.latencies_ms.append((time.perf_counter() - t) * 1000)
+                    tally.done_at.append(time.perf_counter())
                     tally.degraded += bool(r.json().get("degraded"))
                 else:
                     tally.errors.append(f"{r.status_code} {r.text[:200]}")
@@ -70,7 +73,7 @@ async def _kill_later(delay: float, app: str, deployment: str, replicas_left: in
 
 async def run_phase(
     args: argparse.Namespace, url: str, kill: str | None
-) -> tuple[dict[str, Tally], float, str]:
+) -> tuple[dict[str, Tally], float, str, float]:
     tallies = {route: Tally() for route in ROUTES}
     deadline = time.perf_counter() + args.seconds
     clients = [
@@ -82,11 +85,22 @@ async def run_phase(
     killer = [_kill_later(args.seconds / 2, args.app, kill, args.replicas)] if kill else []
     results = await asyncio.gather(*clients, *killer)
     note = results[-1] if kill else ""
-    return tallies, time.perf_counter() - start, note
+    return tallies, time.perf_counter() - start, note, start
 
 
-def report(label: str, tallies: dict[str, Tally], seconds: float, note: str) -> int:
+def over_time(tallies: dict[str, Tally], start: float, seconds: float, buckets: int = 10) -> list[float]:
+    """Requests/s (all routes) in `buckets` equal slices of the phase: a soak's drift shows here."""
+    width = seconds / buckets
+    counts = [0] * buckets
+    for t in tallies.values():
+        for at in t.done_at:
+            counts[min(buckets - 1, int((at - start) / width))] += 1
+    return [c / width for c in counts]
+
+
+def report(label: str, tallies: dict[str, Tally], seconds: float, note: str, start: float) -> int:
     print(f"{label} ({seconds:.0f} s){': ' + note if note else ''}")
+    print("  req/s over time: " + " ".join(f"{r:.1f}" for r in over_time(tallies, start, seconds)))
     failed = 0
     for route, t in tallies.items():
         if not t.latencies_ms and not t.errors:
@@ -102,6 +116,26 @@ def report(label: str, tallies: dict[str, Tally], seconds: float, note: str) -> 
             print(f"      error: {e}")
         failed += len(t.errors)
     return failed
+
+
+def replica_memory() -> dict[str, int]:
+    """Resident memory of each live Serve replica process on this machine (bytes), by actor name."""
+    import psutil
+    from ray.util.state import list_actors
+
+    out = {}
+    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
+        if actor.class_name.startswith("ServeReplica") and actor.pid:
+            try:
+                out[actor.name or actor.actor_id] = psutil.Process(actor.pid).memory_info().rss
+            except psutil.Error:
+                continue
+    return out
+
+
+def memory_growth(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Per replica alive at both ends: (end - start) / start."""
+    return {k: (after[k] - before[k]) / before[k] for k in before.keys() & after.keys() if before[k]}
 
 
 def start_service(args: argparse.Namespace) -> str:
@@ -134,6 +168,7 @@ def main() -> None:
     p.add_argument("--chat-max-tokens", type=int, default=16)
     p.add_argument("--kill-replica", metavar="DEPLOYMENT", help="e.g. RetrieverService, QueryEmbedder")
     p.add_argument("--replicas", type=int, default=2, help="replicas of the embedder and the retriever")
+    add_json_flag(p)
     args = p.parse_args()
 
     url = args.url or start_service(args)
@@ -148,16 +183,41 @@ def main() -> None:
     httpx.post(f"{url}/v1/chat", json={"message": QUESTIONS[0], "max_tokens": 4}, timeout=300)
 
     clients = f"{args.search_clients} search + {args.chat_clients} chat clients"
-    failed = report(f"steady, {clients}", *asyncio.run(run_phase(args, url, None)))
+    memory_start = replica_memory() if not args.url or args.kill_replica else {}
+    steady = asyncio.run(run_phase(args, url, None))
+    memory_end = replica_memory() if memory_start else {}
+    failed = report(f"steady, {clients}", *steady)
+    growth = memory_growth(memory_start, memory_end)
+    for name, g in sorted(growth.items()):
+        print(f"  {name}: {memory_start[name] / 2**20:.0f} -> {memory_end[name] / 2**20:.0f} MiB ({g:+.1%})")
+    tallies, seconds = steady[0], steady[1]
+    figures: dict[str, object] = {
+        "seconds": seconds,
+        "req_per_s": sum(len(t.latencies_ms) for t in tallies.values()) / seconds,
+        "req_per_s_over_time": over_time(tallies, steady[3], seconds),
+        "routes": {
+            route: {
+                "ok": len(t.latencies_ms),
+                "p50_ms": pct(t.latencies_ms, 0.5),
+                "p95_ms": pct(t.latencies_ms, 0.95),
+                "errors": len(t.errors),
+            }
+            for route, t in tallies.items()
+        },
+        "max_memory_growth": max(growth.values(), default=None),
+        "replica_memory_mib": {k: [memory_start[k] / 2**20, memory_end[k] / 2**20] for k in growth},
+    }
     if args.kill_replica:
         label = f"one {args.kill_replica} replica killed half-way, {clients}"
         failed += report(label, *asyncio.run(run_phase(args, url, args.kill_replica)))
+    figures["errors"] = failed
     if not args.url:
         from serving import runner
 
         runner.stop()
+    emit(args, figures)
     if failed:
-        print(f"{failed} requests failed")
+        print(f"{failed} requests failed", file=sys.stderr)
         sys.exit(1)
 
 

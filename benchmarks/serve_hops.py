@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import add_json_flag, emit
 
 GAPS_MS = (0.0, 2.0, 20.0)
 
@@ -84,6 +85,7 @@ async def grpc_medians(calls: int) -> dict[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=300)
+    add_json_flag(p)
     args = p.parse_args()
     os.environ["RAGLINE_DATA_DIR"] = tempfile.mkdtemp(prefix="rl-hops-")
 
@@ -120,6 +122,16 @@ def main() -> None:
             f"bare gRPC p50 {bare[gap]:.2f} ms (ratio {served[gap] / bare[gap]:.1f})"
         )
     serve.delete("hops")
+    emit(
+        args,
+        {
+            "calls": args.calls,
+            "gaps_ms": list(GAPS_MS),
+            "served_p50_ms": [served[g] for g in GAPS_MS],
+            "bare_grpc_p50_ms": [bare[g] for g in GAPS_MS],
+            "ratio": [served[g] / bare[g] for g in GAPS_MS],
+        },
+    )
 
 
 if __name__ == "__main__":

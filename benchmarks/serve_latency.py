@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import add_json_flag, emit, pct
 
 QUESTIONS = [
     "How does the for statement work?",
@@ -44,11 +45,6 @@ QUESTIONS = [
     "How do slices work?",
     "What is a coroutine?",
 ]
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def all_questions() -> list[str]:
@@ -91,6 +87,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3, help="passes over the questions for latency")
+    add_json_flag(p)
     args = p.parse_args()
     os.environ["RAGLINE_DATA_DIR"] = tempfile.mkdtemp(prefix="rl-serve-")
 
@@ -152,6 +149,14 @@ def main() -> None:
         f"search {med['search']:.1f} ms; its full-text part runs during the embedder call)"
     )
 
+    figures: dict[str, object] = {
+        "served_p50_ms": p50_srv,
+        "served_p95_ms": pct(served, 0.95),
+        "inprocess_p50_ms": p50_in,
+        "inprocess_p95_ms": pct(inproc, 0.95),
+        "ratio": p50_srv / p50_in,
+        "breakdown_ms": med,
+    }
     off = {"max_batch_size": 1}  # and every search at once, as if there were no batcher
     for label, configs in (
         ("batching on", {"QueryEmbedder": {}, "RetrieverService": {}}),
@@ -160,11 +165,14 @@ def main() -> None:
         runner.update_user_config(settings, configs)
         time.sleep(2)
         rps, ok, errors = asyncio.run(load(url, args.clients, args.seconds))
+        key = "req_per_s" if label == "batching on" else "req_per_s_unbatched"
+        figures[key], figures[f"errors_{key}"] = rps, errors
         print(
             f"2. /v1/search, {args.clients} clients x {args.seconds:.0f} s, {label}: {rps:.1f} requests/s "
             f"({ok} ok, {errors} errors)"
         )
 
+    streams = []
     for q in QUESTIONS[:3]:
         t0 = time.perf_counter()
         first = None
@@ -179,11 +187,16 @@ def main() -> None:
                     tokens = json.loads(line[6:])["usage"]["completion_tokens"]
         total = time.perf_counter() - t0
         gen = total - (first or 0)
+        rate = tokens / gen if gen > 0 else 0
+        streams.append({"first_token_ms": 1000 * (first or 0), "tokens_per_s": rate})
         print(
             f"3. /v1/chat stream: first token {1000 * (first or 0):.0f} ms, {tokens} tokens in {total:.1f} s "
             f"({tokens / gen if gen > 0 else 0:.1f} tokens/s after the first)"
         )
     runner.stop()
+    figures["chat_first_token_ms"] = statistics.median(x["first_token_ms"] for x in streams)
+    figures["chat_tokens_per_s"] = statistics.median(x["tokens_per_s"] for x in streams)
+    emit(args, figures)
 
 
 if __name__ == "__main__":

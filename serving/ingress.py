@@ -238,18 +238,24 @@ class ChatIngress:
         pieces: list[str] = []
         done: dict[str, Any] | None = None
         degraded_reason = None
-        try:
-            stream = self.generator.options(stream=True).stream.remote(
-                req.message, turn.hits, turn.history, req.max_tokens, req.temperature
-            )
-            async for item in stream:
-                if "text" in item:
-                    pieces.append(item["text"])
-                    yield _sse("token", {"text": item["text"]})
-                else:
-                    done = item["done"]
+        stream = self.generator.options(stream=True).stream.remote(
+            req.message, turn.hits, turn.history, req.max_tokens, req.temperature
+        )
+        try:  # the same timeout as the plain path; a client gone or a timeout stops the engine too
+            async with asyncio.timeout(self.settings.generation_timeout_s):
+                async for item in stream:
+                    if "text" in item:
+                        pieces.append(item["text"])
+                        yield _sse("token", {"text": item["text"]})
+                    else:
+                        done = item["done"]
+        except TimeoutError:
+            degraded_reason = f"generation took longer than {self.settings.generation_timeout_s:g} s"
         except Exception as exc:
             degraded_reason = errors.message_of(exc) or type(exc).__name__
+        finally:
+            if done is None:
+                stream.cancel()
         turn.timings.generation_ms = elapsed_ms(t)
         if done is None and degraded_reason is None:
             degraded_reason = "the generator ended without finishing"

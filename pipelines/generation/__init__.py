@@ -2,7 +2,8 @@
 (sources numbered for citation) and condenses follow-up questions; `base` is what every backend
 shares (the `Generator` protocol, sampling limits, stop sequences), `cleanup` what every answer
 goes through (loops cut, ended at a complete sentence, prose spacing); one module per backend:
-`local` (transformers on CPU, the default), `openai_server` (any OpenAI-compatible server) and
+`onnx_engine` (onnxruntime-genai on CPU, the default), `local` (transformers, the fallback),
+`openai_server` (any OpenAI-compatible server) and
 `vllm_engine` (vLLM on a GPU); `backends.make_generator` picks the one the settings name. The
 answer checks come after the model: `citations` (each sentence's [n] checked or repaired) and,
 before it, `refusal` (the sources do not answer: no model call)."""
@@ -19,6 +20,7 @@ from pipelines.generation.base import (
 )
 from pipelines.generation.cleanup import clean_answer
 from pipelines.generation.local import LocalGenerator
+from pipelines.generation.onnx_engine import OnnxGenerator
 from pipelines.generation.openai_server import OpenAIGenerator
 from pipelines.generation.vllm_engine import VLLMGenerator
 
@@ -29,6 +31,7 @@ __all__ = [
     "GenerationError",
     "Generator",
     "LocalGenerator",
+    "OnnxGenerator",
     "OpenAIGenerator",
     "VLLMGenerator",
     "clamp_sampling",

@@ -1,19 +1,25 @@
 """Choosing the generation backend the settings ask for. One class per backend, all with the same
 `generate(messages)` and `stream(messages)`:
 
-- `LocalGenerator`: a small instruct model with transformers on CPU (default: the packaged
-  SmolLM2-135M-Instruct);
+- `OnnxGenerator`: the local model (default: the packaged SmolLM2-135M-Instruct) as int4 ONNX on
+  onnxruntime-genai, the default engine on CPU;
+- `LocalGenerator`: the same model through transformers, the fallback when that engine is missing;
 - `VLLMGenerator`: a vLLM engine on a GPU (`pip install .[gpu]`);
 - `OpenAIGenerator`: any OpenAI-compatible server by URL.
 """
 
 from __future__ import annotations
 
+import logging
+
 from pipelines.generation.base import Generator
 from pipelines.generation.local import LocalGenerator
+from pipelines.generation.onnx_engine import OnnxGenerator, engine_available
 from pipelines.generation.openai_server import OpenAIGenerator
 from pipelines.generation.vllm_engine import VLLMGenerator
 from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_generator(settings: Settings, threads: int | None = None) -> Generator | None:
@@ -26,4 +32,8 @@ def make_generator(settings: Settings, threads: int | None = None) -> Generator 
         )
     if settings.generator == "vllm":
         return VLLMGenerator(settings.generator_model, settings.model_cache)
+    if settings.generator == "onnx" or (settings.generator == "local" and engine_available()):
+        return OnnxGenerator(settings.generator_model, settings.model_cache, threads=threads)
+    if settings.generator == "local":
+        log.warning("onnxruntime-genai is not installed: generating with transformers (slower)")
     return LocalGenerator(settings.generator_model, settings.model_cache, threads=threads)

@@ -3,6 +3,7 @@ sampling limits and stop sequences that all backends apply the same way."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -34,6 +35,33 @@ def cut_at_stop(text: str, stop: tuple[str, ...] = STOP) -> str:
     return text[:cut].strip()
 
 
+class StopScanner:
+    """Cuts a token stream at the first stop sequence. Text that could be the start of one is held
+    back until the next piece shows it is not, so a stop sequence never reaches the reader."""
+
+    def __init__(self, stop: tuple[str, ...] = STOP) -> None:
+        self.stop = stop
+        self.text = ""
+        self.sent = 0
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """The text now safe to send, and whether a stop sequence was reached."""
+        self.text += piece
+        # Held-back text is never sent, so a stop sequence can only start at or after `sent`.
+        cut = min((i for s in self.stop if (i := self.text.find(s, self.sent)) >= 0), default=-1)
+        if cut >= 0:
+            out, self.sent = self.text[self.sent : cut], cut
+            return out, True
+        held = max((k for s in self.stop for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
+        end = max(self.sent, len(self.text) - held)
+        out, self.sent = self.text[self.sent : end], end
+        return out, False
+
+    def flush(self) -> str:
+        out, self.sent = self.text[self.sent :], len(self.text)
+        return out
+
+
 @dataclass
 class Generation:
     text: str
@@ -62,14 +90,26 @@ class Generator(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
-    ) -> Iterator[str]: ...
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int = 160,
+        temperature: float = 0.0,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Text pieces as they are made; stops soon after `cancel` is set (the client went away)."""
+        ...
 
 
 class WholeAnswerStream:
     """For backends called here without token streaming: one piece, the whole answer."""
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int = 160,
+        temperature: float = 0.0,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
         yield self.generate(messages, max_tokens=max_tokens, temperature=temperature).text  # type: ignore[attr-defined]

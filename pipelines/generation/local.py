@@ -1,5 +1,6 @@
-"""The default backend: a small instruct model with transformers on CPU (default: the packaged
-SmolLM2-135M-Instruct)."""
+"""The fallback local backend: the model through transformers (CPU, or a GPU if present). The
+default engine is onnxruntime-genai (`onnx_engine`); this one runs where that is not installed,
+and for models its builder cannot convert."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pipelines.models import offline_env, resolve_generator_model
 
 
 class LocalGenerator:
-    """A transformers causal LM on CPU (or GPU if present), greedy by default."""
+    """A transformers causal LM on CPU (or GPU if present), greedy by default. One answer at a time
+    per replica: torch already uses every core."""
 
     def __init__(
         self, model_path: str | Path | None = None, cache_dir: Path | None = None, threads: int | None = None
@@ -33,7 +35,12 @@ class LocalGenerator:
         self._lock = threading.Lock()  # one generate at a time per replica: torch already uses every core
 
     def to_dict(self) -> dict[str, Any]:
-        return {"backend": "local", "model": self.name, "model_path": str(self.model_path)}
+        return {
+            "backend": "local",
+            "engine": "transformers",
+            "model": self.name,
+            "model_path": str(self.model_path),
+        }
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -73,20 +80,39 @@ class LocalGenerator:
         return Generation(clean_answer(text), n_prompt, len(new), self.name, finish)
 
     def stream(
-        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int = 160,
+        temperature: float = 0.0,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yields text pieces as they are generated."""
+        """Yields text pieces as they are generated; generation stops at the next token once
+        `cancel` is set or the consumer closes the iterator."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._inputs(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = cancel or threading.Event()
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return stop.is_set()
 
         def run() -> None:
             with self._lock, torch.inference_mode():
-                self.model.generate(**inputs, **self._kwargs(max_tokens, temperature), streamer=streamer)
+                self.model.generate(
+                    **inputs,
+                    **self._kwargs(max_tokens, temperature),
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                )
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        yield from streamer
-        worker.join()
+        try:
+            yield from streamer
+        finally:
+            stop.set()  # a consumer that stopped early frees the model at the next token
+            worker.join()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
-from pipelines.generation.base import STOP, Generation, GenerationError, WholeAnswerStream, clamp_sampling
+from pipelines.generation.base import STOP, Generation, GenerationError, clamp_sampling
 from pipelines.generation.cleanup import clean_answer
 
 
-class OpenAIGenerator(WholeAnswerStream):
+class OpenAIGenerator:
     """Any server that speaks the OpenAI chat-completions API (vLLM's server, llama.cpp, ...)."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0) -> None:
@@ -32,18 +35,8 @@ class OpenAIGenerator(WholeAnswerStream):
     ) -> Generation:
         import httpx
 
-        max_tokens, temperature = clamp_sampling(max_tokens, temperature)
         try:
-            r = self._client.post(
-                "/chat/completions",
-                json={
-                    "model": self.name,
-                    "messages": messages,
-                    "max_tokens": max_tokens,
-                    "temperature": temperature,
-                    "stop": list(STOP[:4]),  # the API allows four; clean_answer cuts at all
-                },
-            )
+            r = self._client.post("/chat/completions", json=self._body(messages, max_tokens, temperature))
             r.raise_for_status()
         except httpx.HTTPError as exc:
             raise GenerationError(f"OpenAI-compatible server at {self.base_url} failed: {exc}") from exc
@@ -57,3 +50,39 @@ class OpenAIGenerator(WholeAnswerStream):
             self.name,
             choice.get("finish_reason") or "stop",
         )
+
+    def _body(self, messages: list[dict[str, str]], max_tokens: int, temperature: float) -> dict[str, Any]:
+        max_tokens, temperature = clamp_sampling(max_tokens, temperature)
+        return {
+            "model": self.name,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": list(STOP[:4]),  # the API allows four; clean_answer cuts at all
+        }
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int = 160,
+        temperature: float = 0.0,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """The server's own token stream (`stream: true`); closing the connection cancels it there."""
+        import httpx
+
+        body = {**self._body(messages, max_tokens, temperature), "stream": True}
+        try:
+            with self._client.stream("POST", "/chat/completions", json=body) as r:
+                r.raise_for_status()
+                for line in r.iter_lines():
+                    if cancel is not None and cancel.is_set():
+                        return
+                    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                        continue
+                    choices = json.loads(line[5:]).get("choices") or [{}]
+                    if piece := (choices[0].get("delta") or {}).get("content"):
+                        yield piece
+        except httpx.HTTPError as exc:
+            raise GenerationError(f"OpenAI-compatible server at {self.base_url} failed: {exc}") from exc

@@ -108,28 +108,35 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     return target
 
 
-def resolve_onnx_model(source: Path, cache_dir: Path) -> Path:
-    """The int4 ONNX folder of a transformers folder, built once into the model cache."""
+ONNX_PRECISIONS = ("fp32", "int8", "int4")
+
+
+def resolve_onnx_model(source: Path, cache_dir: Path, precision: str = "fp32") -> Path:
+    """The ONNX folder of a transformers folder at PRECISION, built once into the model cache."""
     if (source / "genai_config.json").is_file():
         return source  # already an onnxruntime-genai folder
-    target = cache_dir / f"{source.name}-onnx-int4"
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"onnx precision must be one of {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
+    target = cache_dir / f"{source.name}-onnx-{precision}"
     if (target / "genai_config.json").is_file():
         return target
-    return convert_onnx(source, target)
+    return convert_onnx(source, target, precision)
 
 
-def convert_onnx(source: Path, target: Path) -> Path:
-    """onnxruntime-genai's builder: int4 weights with int8 compute (accuracy level 4) and only the
-    last position's logits in prefill (prune_lm_head), the fastest on these CPUs (benchmarks/
-    README.md). About 15 s for SmolLM2-135M; its chatter goes to a log file beside the model."""
-    log.info("converting %s to an int4 ONNX model at %s (once)", source.name, target)
+def convert_onnx(source: Path, target: Path, precision: str) -> Path:
+    """onnxruntime-genai's builder, computing only the last position's logits in prefill
+    (prune_lm_head). fp32 keeps the packaged weights as they are (the answers equal transformers');
+    int8 streams faster but its first token comes later on CPUs without VNNI; int4 re-quantizes the
+    already 4-bit GGUF weights and breaks a 135M model (benchmarks/README.md). About 15 s for
+    SmolLM2-135M; the builder's chatter goes to a log file beside the model."""
+    log.info("converting %s to an ONNX model (%s) at %s (once)", source.name, precision, target)
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    options = ["prune_lm_head=true"] + (["accuracy_level=4"] if precision != "fp32" else [])
     cmd = [
-        sys.executable, "-m", "onnxruntime_genai.models.builder",
-        "-i", str(source), "-o", str(tmp), "-p", "int4", "-e", "cpu", "-c", str(tmp / "_build"),
-        "--extra_options", "int4_accuracy_level=4", "prune_lm_head=true",
+        sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(tmp),
+        "-p", precision, "-e", "cpu", "-c", str(tmp / "_build"), "--extra_options", *options,
     ]  # fmt: skip
     log_file = target.with_name(target.name + ".build.log")
     with log_file.open("w") as out:

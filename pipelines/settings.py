@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # local: the onnx engine when installed, else transformers; or name one of them
     generator: Literal["local", "onnx", "transformers", "openai", "vllm", "none"] = "local"
     generator_model: str | None = None  # a local folder; None = the packaged SmolLM2-135M-Instruct
+    # the onnx engine's weights: fp32 = the packaged model's own; int8 streams faster, starts later
+    onnx_precision: Literal["fp32", "int8", "int4"] = "fp32"
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     max_new_tokens: int = 120

@@ -33,7 +33,9 @@ def make_generator(settings: Settings, threads: int | None = None) -> Generator 
     if settings.generator == "vllm":
         return VLLMGenerator(settings.generator_model, settings.model_cache)
     if settings.generator == "onnx" or (settings.generator == "local" and engine_available()):
-        return OnnxGenerator(settings.generator_model, settings.model_cache, threads=threads)
+        return OnnxGenerator(
+            settings.generator_model, settings.model_cache, threads=threads, precision=settings.onnx_precision
+        )
     if settings.generator == "local":
         log.warning("onnxruntime-genai is not installed: generating with transformers (slower)")
     return LocalGenerator(settings.generator_model, settings.model_cache, threads=threads)

@@ -1,5 +1,6 @@
-"""The default CPU engine: onnxruntime-genai running an int4 ONNX build of the local model
-(converted once from the packaged SmolLM2 into the model cache). Tokens stream as they are made.
+"""The default CPU engine: onnxruntime-genai running an ONNX build of the local model (converted
+once from the packaged SmolLM2 into the model cache; fp32 by default, int8 on request). Tokens
+stream as they are made.
 
 Concurrency: onnxruntime-genai's continuous-batching `Engine` needs paged attention, which it
 builds for CUDA only; its CPU scheduler runs one request after another. So concurrent chats here
@@ -30,7 +31,11 @@ class OnnxGenerator:
     """onnxruntime-genai on CPU, greedy by default; the same `generate`/`stream` as every backend."""
 
     def __init__(
-        self, model_path: str | Path | None = None, cache_dir: Path | None = None, threads: int | None = None
+        self,
+        model_path: str | Path | None = None,
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         offline_env()
         try:
@@ -40,8 +45,10 @@ class OnnxGenerator:
         from transformers import AutoTokenizer
 
         cache = cache_dir or Path(".ragline/models")
-        self.model_path = resolve_onnx_model(resolve_generator_model(model_path, cache), cache)
-        self.name = self.model_path.name.removesuffix("-onnx-int4")
+        source = resolve_generator_model(model_path, cache)
+        self.model_path = resolve_onnx_model(source, cache, precision)
+        self.name = source.name
+        self.precision = precision
         self.threads = threads
         config = og.Config(str(self.model_path))
         if threads:  # left alone, onnxruntime used one thread of the two here (half the prefill speed)
@@ -57,6 +64,7 @@ class OnnxGenerator:
         return {
             "backend": "local",
             "engine": "onnxruntime-genai",
+            "precision": self.precision,
             "model": self.name,
             "model_path": str(self.model_path),
         }

@@ -1,0 +1,184 @@
+"""Generation speed: the engine against the transformers path, same model, same prompts, same run.
+
+    python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision fp32]
+                                        [--engine onnx|vllm] [--model DIR] [--json]
+
+The prompts are the sample evaluation set's questions with the passages the real retriever finds
+for them (the sample corpus is ingested and embedded into a fresh data dir first), built by the
+same prompt code serving uses. Per question, in turns (the machine's noise falls on both alike):
+one streamed answer through the engine, one through transformers. Then 4 concurrent streams on the
+engine against one. Prints tokens/s (completion tokens over the whole answer, first token
+included), time to first token, p50/p95 per answer and the ratios. Nothing is asserted.
+
+`--engine vllm` measures the vLLM backend instead (a CUDA machine with `pip install .[gpu]`),
+against transformers on the same GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report import add_json_flag, emit, median, pct
+
+
+def prompts(n: int, count_tokens: Any) -> list[list[dict[str, str]]]:
+    """The sample set's first N questions with their retrieved passages, as serving builds them."""
+    import json
+
+    import flows  # noqa: F401  (configures the embedded stack)
+    from flows.refresh import refresh_flow
+    from pipelines.evaluation.evalsets import BUNDLED
+    from pipelines.generation.prompts import build_messages
+    from pipelines.index.embedding import Embedder
+    from pipelines.retrieval import Retriever
+    from pipelines.sample import write_sample_corpus
+    from pipelines.settings import get_settings
+    from pipelines.store import Store
+
+    settings = get_settings()
+    refresh_flow([str(s) for s in write_sample_corpus(settings.root / "corpus")], "sample")
+    lines = (BUNDLED / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    questions = [json.loads(line)["text"] for line in lines if line.strip()][:n]
+    embedder, retriever = Embedder(threads=2), Retriever(Store(settings.lancedb_location), "sample")
+    out = []
+    for q in questions:
+        hits = retriever.retrieve(q, embedder.embed([q])[0])
+        messages, _ = build_messages(q, hits, count_tokens, budget=settings.context_tokens)
+        out.append(messages)
+    return out
+
+
+def timed_stream(generator: Any, messages: list[dict[str, str]], max_tokens: int) -> dict[str, float]:
+    """One streamed answer: time to first piece, whole time, completion tokens."""
+    start = time.perf_counter()
+    first = None
+    pieces = []
+    for piece in generator.stream(messages, max_tokens=max_tokens):
+        if first is None:
+            first = time.perf_counter() - start
+        pieces.append(piece)
+    total = time.perf_counter() - start
+    tokens = generator.count_tokens("".join(pieces)) if pieces else 0
+    return {"first_ms": 1000 * (first or total), "total_ms": 1000 * total, "tokens": tokens}
+
+
+def summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    totals = [r["total_ms"] for r in runs]
+    return {
+        "tokens_per_s": sum(r["tokens"] for r in runs) / (sum(totals) / 1000),
+        "first_token_ms": median([r["first_ms"] for r in runs]),
+        "first_token_p95_ms": pct([r["first_ms"] for r in runs], 0.95),
+        "answer_p50_ms": median(totals),
+        "answer_p95_ms": pct(totals, 0.95),
+        "tokens_p50": median([r["tokens"] for r in runs]),
+    }
+
+
+def concurrent(generator: Any, batch: list[list[dict[str, str]]], max_tokens: int) -> float:
+    """Aggregate tokens/s of len(BATCH) streams started together."""
+    results: list[dict[str, float]] = []
+    threads = [
+        threading.Thread(target=lambda m=m: results.append(timed_stream(generator, m, max_tokens)))
+        for m in batch
+    ]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(r["tokens"] for r in results) / (time.perf_counter() - start)
+
+
+def engines(args: argparse.Namespace) -> tuple[Any, Any]:
+    from pipelines.generation import LocalGenerator, OnnxGenerator
+    from pipelines.settings import get_settings
+
+    cache = get_settings().model_cache
+    if args.engine == "vllm":
+        from pipelines.generation import VLLMGenerator
+
+        return VLLMGenerator(args.model, cache), LocalGenerator(args.model, cache)
+    return (
+        OnnxGenerator(args.model, cache, threads=args.threads, precision=args.precision),
+        LocalGenerator(args.model, cache, threads=args.threads),
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--questions", type=int, default=20)
+    p.add_argument("--max-tokens", type=int, default=120)
+    p.add_argument("--engine", choices=["onnx", "vllm"], default="onnx")
+    p.add_argument("--precision", choices=["fp32", "int8", "int4"], default="fp32", help="the onnx engine's")
+    p.add_argument("--model", help="a local transformers folder (default: the packaged SmolLM2)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--streams", type=int, default=4, help="concurrent streams on the engine")
+    add_json_flag(p)
+    args = p.parse_args()
+    os.environ.setdefault("RAGLINE_DATA_DIR", tempfile.mkdtemp(prefix="rl-gen-"))
+
+    engine, baseline = engines(args)
+    batch = prompts(args.questions, engine.count_tokens)
+    prompt_tokens = [sum(engine.count_tokens(m["content"]) for m in msgs) for msgs in batch]
+    print(
+        f"{len(batch)} prompts, median {median(prompt_tokens):.0f} prompt tokens; model {engine.name}; "
+        f"engine {engine.to_dict()} vs transformers"
+    )
+    for g in (engine, baseline):  # warm-up: first-call allocations out of the figures
+        timed_stream(g, batch[0], 8)
+    runs: dict[str, list[dict[str, float]]] = {"engine": [], "baseline": []}
+    for msgs in batch:
+        runs["engine"].append(timed_stream(engine, msgs, args.max_tokens))
+        runs["baseline"].append(timed_stream(baseline, msgs, args.max_tokens))
+    eng, base = summary(runs["engine"]), summary(runs["baseline"])
+    for label, s in (("engine", eng), ("transformers", base)):
+        print(
+            f"{label:>12}: {s['tokens_per_s']:5.1f} tokens/s, first token p50 {s['first_token_ms']:.0f} ms "
+            f"(p95 {s['first_token_p95_ms']:.0f}), answer p50 {s['answer_p50_ms']:.0f} ms "
+            f"(p95 {s['answer_p95_ms']:.0f}), {s['tokens_p50']:.0f} tokens per answer"
+        )
+    ratio = eng["tokens_per_s"] / base["tokens_per_s"]
+    first_ratio = eng["first_token_ms"] / base["first_token_ms"]
+    print(f"ratio engine / transformers: {ratio:.2f} tokens/s; first token {first_ratio:.2f}x")
+
+    group = batch[: args.streams]
+    one = summary([timed_stream(engine, m, args.max_tokens) for m in group])["tokens_per_s"]
+    together = concurrent(engine, group, args.max_tokens)
+    print(
+        f"{len(group)} concurrent streams on the engine: {together:.1f} tokens/s aggregate "
+        f"vs {one:.1f} one at a time (x{together / one:.2f})"
+    )
+    emit(
+        args,
+        {
+            "model": engine.name,
+            "engine": engine.to_dict().get("engine", args.engine),
+            "precision": args.precision if args.engine == "onnx" else None,
+            "prompts": len(batch),
+            "prompt_tokens_p50": median(prompt_tokens),
+            "engine_tokens_per_s": eng["tokens_per_s"],
+            "baseline_tokens_per_s": base["tokens_per_s"],
+            "ratio": ratio,
+            "first_token_ms": eng["first_token_ms"],
+            "baseline_first_token_ms": base["first_token_ms"],
+            "engine_answer_p50_ms": eng["answer_p50_ms"],
+            "engine_answer_p95_ms": eng["answer_p95_ms"],
+            "baseline_answer_p50_ms": base["answer_p50_ms"],
+            "baseline_answer_p95_ms": base["answer_p95_ms"],
+            "single_stream_tokens_per_s": one,
+            "concurrent_tokens_per_s": together,
+            "concurrent_ratio": together / one,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

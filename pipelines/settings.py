@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     generator_model: str | None = None  # a local folder; None = the packaged SmolLM2-135M-Instruct
     # the onnx engine's weights: fp32 = the packaged model's own; int8 streams faster, starts later
     onnx_precision: Literal["fp32", "int8", "int4"] = "fp32"
+    vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # the share of the GPU vLLM takes
+    vllm_max_num_seqs: int = Field(64, ge=1)  # requests vLLM batches at once per replica
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     max_new_tokens: int = 120

@@ -72,7 +72,8 @@ class GeneratorService:
         out = await asyncio.to_thread(
             self.generator.generate, messages, **self._sampling(max_tokens, temperature)
         )
-        return {**out.to_dict(), "used": used, **await asyncio.to_thread(self._check, out.text, hits[:used])}
+        checked = await asyncio.to_thread(self._check, out.text, hits[:used], question)
+        return {**out.to_dict(), "used": used, **checked}
 
     async def stream(
         self,
@@ -103,11 +104,11 @@ class GeneratorService:
                 "completion_tokens": self.generator.count_tokens("".join(pieces)),
                 "model": self.generator.name,
                 "used": used,
-                **await asyncio.to_thread(self._check, clean_answer("".join(pieces)), hits[:used]),
+                **await asyncio.to_thread(self._check, clean_answer("".join(pieces)), hits[:used], question),
             }
         }
 
-    def _check(self, answer: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
+    def _check(self, answer: str, hits: list[dict[str, Any]], question: str) -> dict[str, Any]:
         """{"text": the checked answer, "grounded", "citations"} (pipelines/generation/citations.py)."""
         assert self.checker is not None
-        return self.checker.check(answer, [h["text"] for h in hits]).to_dict()
+        return self.checker.check(answer, [h["text"] for h in hits], question).to_dict()

@@ -4,7 +4,7 @@
 - `OnnxGenerator`: the local model (default: the packaged SmolLM2-135M-Instruct) as int4 ONNX on
   onnxruntime-genai, the default engine on CPU;
 - `LocalGenerator`: the same model through transformers, the fallback when that engine is missing;
-- `VLLMGenerator`: a vLLM engine on a GPU (`pip install .[gpu]`);
+- `VLLMGenerator`: vLLM's async engine on a GPU (`pip install .[gpu]`);
 - `OpenAIGenerator`: any OpenAI-compatible server by URL.
 """
 
@@ -31,7 +31,12 @@ def make_generator(settings: Settings, threads: int | None = None) -> Generator 
             settings.openai_base_url or "", settings.generator_model or "default", settings.openai_api_key
         )
     if settings.generator == "vllm":
-        return VLLMGenerator(settings.generator_model, settings.model_cache)
+        return VLLMGenerator(
+            settings.generator_model,
+            settings.model_cache,
+            gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+            max_num_seqs=settings.vllm_max_num_seqs,
+        )
     if settings.generator == "onnx" or (settings.generator == "local" and engine_available()):
         return OnnxGenerator(
             settings.generator_model, settings.model_cache, threads=threads, precision=settings.onnx_precision

@@ -1,8 +1,11 @@
 """Citations by construction: every sentence of an answer carries the [n] of a passage that supports
 it. The model's own citations are checked (the number exists, the passage supports the sentence);
 a missing or wrong one is repaired from sentence-to-passage support; a sentence that no passage
-supports is dropped (and listed as such), and an answer left with none is shown as it was and
-marked not grounded.
+supports is dropped (and listed as such). An answer left with no supported sentence is replaced,
+when the question is known, by the passage sentence closest to the question, quoted with its [n]
+(status "quoted"): a reader gets what the sources say instead of what the model made up. A model
+that declined to answer keeps its words; without the question such an answer is shown as it was
+and marked not grounded.
 
 Support is what the offline groundedness metric measures (evaluation/answer_metrics.py): a
 sentence is supported by a passage when its embedding is close to one of the passage's sentences
@@ -18,11 +21,17 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-Status = Literal["checked", "repaired", "unsupported"]
+Status = Literal["checked", "repaired", "unsupported", "quoted"]
 _SENTENCE = re.compile(r".+?(?:[.!?](?:\s*\[\d{1,3}\])*[\"')\]]*(?=\s|$)|\n|$)", re.S)
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
 _WORD = re.compile(r"[a-z0-9_]+")
 _TAIL = re.compile(r"[.!?:;,\"')\]]*$")
+_WRAP = re.compile(r"(?<!\n)\n(?!\n)")
+_DECLINED = re.compile(
+    r"(don'?t|do not|doesn'?t|does not) (know|contain|mention|say|provide)|\bnot (mentioned|provided)\b|"
+    r"\b(cannot|can't|unable to) (find|answer|determine|tell)\b",
+    re.I,
+)
 _STOP = frozenset(
     {
         *[
@@ -84,7 +93,9 @@ class Encoder(Protocol):
 class Citation:
     sentence: str  # the sentence as shown, with its [n]
     sources: list[int]  # the [n] it cites (1-based, into the sources the model was shown)
-    status: Status  # checked: the model's own, verified; repaired: set here; unsupported: dropped
+    # checked: the model's own, verified; repaired: set here; unsupported: dropped; quoted: a passage
+    # sentence shown in place of an answer that had no supported sentence
+    status: Status
 
 
 @dataclass
@@ -158,22 +169,41 @@ class CitationChecker:
             start += len(ps)
         return out
 
-    def check(self, answer: str, passages: Sequence[str]) -> CheckedAnswer:
+    def check(self, answer: str, passages: Sequence[str], question: str | None = None) -> CheckedAnswer:
+        """QUESTION, when given, lets an answer with no supported sentence fall back to a quote."""
+        if not passages:
+            return CheckedAnswer(answer.strip(), grounded=False)
         sentences = split_sentences(answer)
         claims = [i for i, s in enumerate(sentences) if _word_count(s) >= MIN_WORDS]
-        if not claims or not passages:
-            return CheckedAnswer(answer.strip(), grounded=False)
-        support = self.support([sentences[i] for i in claims], passages)
-        shown: list[str] = []
         citations: list[Citation] = []
-        for row, i in enumerate(claims):
-            sentences[i] = self._checked(sentences[i], support[row], citations)
+        if claims:
+            support = self.support([sentences[i] for i in claims], passages)
+            for row, i in enumerate(claims):
+                sentences[i] = self._checked(sentences[i], support[row], citations)
         kept = {i for i, c in zip(claims, citations, strict=True) if c.status != "unsupported"}
-        if not kept:  # nothing supported: show the answer, say so
+        if not kept:  # nothing supported: quote the sources if we can, else show the answer and say so
+            if question and not _DECLINED.search(answer):
+                return self.quote(question, passages, citations)
             return CheckedAnswer(answer.strip(), grounded=False, citations=citations)
         shown = [s for i, s in enumerate(sentences) if i in kept or i not in claims]
         # What is shown is supported sentence by sentence; the dropped ones stay listed as unsupported.
         return CheckedAnswer(" ".join(shown), grounded=True, citations=citations)
+
+    def quote(self, question: str, passages: Sequence[str], dropped: list[Citation]) -> CheckedAnswer:
+        """The passage sentence closest to the question, with its [n]: what the sources say."""
+        # Passages keep their hard line wraps: join them, so a quote is a sentence, not a line.
+        unwrapped = [_WRAP.sub(" ", p) for p in passages]
+        pieces = [
+            (j, s) for j, p in enumerate(unwrapped, 1) for s in split_sentences(p) if _word_count(s) >= 4
+        ]
+        prose = [(j, s) for j, s in pieces if _CITE.sub("", s).rstrip("\"') ").endswith((".", "!", "?"))]
+        pieces = prose or pieces  # a heading is no answer, unless there is nothing else
+        if not pieces:
+            return CheckedAnswer("", grounded=False, citations=dropped)
+        vectors = self.encoder.embed([question] + [_CITE.sub("", s) for _, s in pieces])
+        j, sentence = pieces[int(np.argmax(vectors[1:] @ vectors[0]))]
+        text = _with_citations(" ".join(sentence.split()), [j])
+        return CheckedAnswer(text, grounded=True, citations=[*dropped, Citation(text, [j], "quoted")])
 
     def _checked(self, sentence: str, support: np.ndarray, citations: list[Citation]) -> str:
         cited = [int(n) for n in _CITE.findall(sentence)]

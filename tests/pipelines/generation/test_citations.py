@@ -61,6 +61,22 @@ def test_an_answer_no_source_supports_is_shown_but_not_grounded(checker: Citatio
     assert not checker.check("", PASSAGES).grounded and not checker.check(answer, []).grounded
 
 
+def test_with_the_question_an_unsupported_answer_becomes_a_quote(checker: CitationChecker) -> None:
+    wrapped = [
+        PASSAGES[0],
+        "Sourdough\n\nSourdough starter is a mix of flour and water\nthat ferments with wild yeast.",
+    ]
+    out = checker.check("Penguins fly to Mars on Tuesdays [1].", wrapped, "What is a sourdough starter?")
+    # The closest sentence of the sources (its hard line wrap joined, not the heading), with its [n].
+    assert out.text == "Sourdough starter is a mix of flour and water that ferments with wild yeast [2]."
+    assert out.grounded
+    assert [c.status for c in out.citations] == ["unsupported", "quoted"]
+    assert checker.check("", wrapped, "What is a sourdough starter?").citations[-1].sources == [2]
+    # A model that declined keeps its words: the refusal metrics must still see it.
+    declined = "The sources do not mention penguins on Mars."
+    assert checker.check(declined, wrapped, "Do penguins fly to Mars?").text == declined
+
+
 def test_short_connectives_stay_and_sentences_keep_their_marks() -> None:
     assert split_sentences("Yes. It wraps a block [1]! And more") == [
         "Yes.",

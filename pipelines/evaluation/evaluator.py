@@ -241,7 +241,8 @@ class Evaluator:
         extra = {
             "answers": float(answered.height),
             "groundedness": mean(judged, "groundedness"),
-            "citation_rate": mean(answered, "cites"),
+            # of the answers that answer: a refusal has no claim to cite (refusal_accuracy scores it)
+            "citation_rate": mean(answered.filter(~pl.col("refused")), "cites"),
             "citation_validity": mean(citing, "citation_validity"),
             "answer_relevance": mean(judged, "answer_relevance"),
             "false_refusal_rate": mean(judged, "refused"),

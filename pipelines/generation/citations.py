@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-Status = Literal["checked", "repaired", "unsupported", "quoted"]
+Status = Literal["checked", "repaired", "unsupported", "quoted", "redundant"]
 _SENTENCE = re.compile(r".+?(?:[.!?](?:\s*\[\d{1,3}\])*[\"')\]]*(?=\s|$)|\n|$)", re.S)
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
 _WORD = re.compile(r"[a-z0-9_]+")
@@ -94,7 +94,8 @@ class Citation:
     sentence: str  # the sentence as shown, with its [n]
     sources: list[int]  # the [n] it cites (1-based, into the sources the model was shown)
     # checked: the model's own, verified; repaired: set here; unsupported: dropped; quoted: a passage
-    # sentence shown in place of an answer that had no supported sentence
+    # sentence shown in place of an answer that had no supported sentence; redundant: dropped, it
+    # says nothing the question and the sentences before it did not (a small model's restating loop)
     status: Status
 
 
@@ -185,9 +186,28 @@ class CitationChecker:
             if question and not _DECLINED.search(answer):
                 return self.quote(question, passages, citations)
             return CheckedAnswer(answer.strip(), grounded=False, citations=citations)
+        if question:
+            by_sentence = dict(zip(claims, citations, strict=True))
+            kept -= self._redundant(question, sentences, sorted(kept), by_sentence)
         shown = [s for i, s in enumerate(sentences) if i in kept or i not in claims]
         # What is shown is supported sentence by sentence; the dropped ones stay listed as unsupported.
         return CheckedAnswer(" ".join(shown), grounded=True, citations=citations)
+
+    @staticmethod
+    def _redundant(
+        question: str, sentences: list[str], kept: list[int], citations: dict[int, Citation]
+    ) -> set[int]:
+        """Kept sentences that add no content word to the question and the sentences before them;
+        the first is never dropped. Their citations are marked redundant."""
+        said = content_words(question)
+        out: set[int] = set()
+        for n, i in enumerate(kept):
+            words = content_words(sentences[i])
+            if n and not words - said:
+                out.add(i)
+                citations[i].status = "redundant"
+            said |= words
+        return out
 
     def quote(self, question: str, passages: Sequence[str], dropped: list[Citation]) -> CheckedAnswer:
         """The passage sentence closest to the question, with its [n]: what the sources say."""

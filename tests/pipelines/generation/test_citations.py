@@ -85,3 +85,13 @@ def test_short_connectives_stay_and_sentences_keep_their_marks() -> None:
     ]
     with pytest.raises(ValueError):
         CitationChecker(object(), min_cosine=0)  # type: ignore[arg-type]
+
+
+def test_a_sentence_that_says_nothing_new_is_dropped_as_redundant(checker: CitationChecker) -> None:
+    answer = (
+        "The exit method runs even when the block raises an exception [1]. "
+        "The exit method runs even when the block raises [1]."  # a restating loop
+    )
+    out = checker.check(answer, PASSAGES, "When does the exit method run?")
+    assert out.text == "The exit method runs even when the block raises an exception [1]."
+    assert [c.status for c in out.citations] == ["checked", "redundant"]

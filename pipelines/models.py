@@ -90,8 +90,7 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to a safetensors folder at %s (once)", gguf.name, target)
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _partial(target)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # transformers refuses to save a GGUF-loaded model; a fresh model with its weights saves fine.
@@ -103,9 +102,7 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # atomic: a crash mid-way never leaves a half-written model behind
-    return target
+    return _publish(tmp, target, "model.safetensors")
 
 
 ONNX_PRECISIONS = ("fp32", "int8", "int4")
@@ -130,8 +127,7 @@ def convert_onnx(source: Path, target: Path, precision: str) -> Path:
     already 4-bit GGUF weights and breaks a 135M model (benchmarks/README.md). About 15 s for
     SmolLM2-135M; the builder's chatter goes to a log file beside the model."""
     log.info("converting %s to an ONNX model (%s) at %s (once)", source.name, precision, target)
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _partial(target)
     tmp.mkdir(parents=True)
     options = ["prune_lm_head=true"] + (["accuracy_level=4"] if precision != "fp32" else [])
     cmd = [
@@ -144,8 +140,27 @@ def convert_onnx(source: Path, target: Path, precision: str) -> Path:
     if done.returncode != 0:
         raise ModelNotFoundError(f"converting {source} to ONNX failed (exit {done.returncode}): {log_file}")
     shutil.rmtree(tmp / "_build", ignore_errors=True)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    return _publish(tmp, target, "genai_config.json")
+
+
+def _partial(target: Path) -> Path:
+    """A work folder of this process's own: two replicas converting at once never share one."""
+    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def _publish(tmp: Path, target: Path, marker: str) -> Path:
+    """Rename the finished folder into place (atomic: a crash never leaves half a model). If
+    another process got there first (its MARKER file is there), its copy is as good: ours goes."""
+    if target.is_dir() and not (target / marker).is_file():
+        shutil.rmtree(target, ignore_errors=True)  # a broken leftover of an older layout
+    try:
+        tmp.rename(target)
+    except OSError:
+        if not (target / marker).is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -5,8 +5,9 @@ both read as broken. Rules, not a model: predictable, instant, testable."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from pipelines.generation.base import STOP, cut_at_stop
+from pipelines.generation.base import STOP, Generation, cut_at_stop
 
 _CITES = r"(?:\s*\[\d{1,3}\])*"
 _SENTENCE_END = re.compile(r"[.!?]" + _CITES + r"[\"')\]]*(?=\s|$)")
@@ -84,3 +85,20 @@ def tidy_whitespace(text: str) -> str:
 def clean_answer(text: str, stop: tuple[str, ...] = STOP) -> str:
     """The answer as shown: cut at a stop sequence, loops cut, ended at a complete sentence."""
     return end_at_sentence(tidy_whitespace(cut_repetition(cut_at_stop(text, stop))))
+
+
+class AnswerFromStream:
+    """For backends whose `stream(..., state=)` reports token counts and the finish reason:
+    `generate` is the whole stream, cleaned like every answer."""
+
+    name: str
+
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
+    ) -> Generation:
+        state: dict[str, Any] = {}
+        pieces = self.stream(messages, max_tokens=max_tokens, temperature=temperature, state=state)  # type: ignore[attr-defined]
+        text = "".join(pieces)
+        return Generation(
+            clean_answer(text), state["prompt_tokens"], state["completion_tokens"], self.name, state["finish"]
+        )

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.generation.base import STOP, Generation, GenerationError, StopScanner, clamp_sampling
-from pipelines.generation.cleanup import clean_answer
+from pipelines.generation.base import STOP, GenerationError, StopScanner, clamp_sampling
+from pipelines.generation.cleanup import AnswerFromStream
 from pipelines.models import offline_env, resolve_generator_model, resolve_onnx_model
 
 
@@ -28,7 +28,7 @@ def engine_available() -> bool:
     return importlib.util.find_spec("onnxruntime_genai") is not None
 
 
-class OnnxGenerator:
+class OnnxGenerator(AnswerFromStream):
     """onnxruntime-genai on CPU, greedy by default; the same `generate`/`stream` as every backend."""
 
     def __init__(
@@ -76,15 +76,6 @@ class OnnxGenerator:
     def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def generate(
-        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
-    ) -> Generation:
-        state: dict[str, Any] = {}
-        text = "".join(self.stream(messages, max_tokens=max_tokens, temperature=temperature, state=state))
-        return Generation(
-            clean_answer(text), state["prompt_tokens"], state["completion_tokens"], self.name, state["finish"]
-        )
 
     def stream(
         self,

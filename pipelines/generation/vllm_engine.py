@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.generation.base import STOP, Generation, GenerationError, clamp_sampling
-from pipelines.generation.cleanup import clean_answer
+from pipelines.generation.base import STOP, GenerationError, clamp_sampling
+from pipelines.generation.cleanup import AnswerFromStream
 from pipelines.models import resolve_generator_model
 
 _DONE = object()
 
 
-class VLLMGenerator:
+class VLLMGenerator(AnswerFromStream):
     """vLLM's `AsyncLLMEngine` on a loop of its own thread, behind the same sync `generate` and
     `stream` as every backend (serving calls them from worker threads)."""
 
@@ -77,15 +77,6 @@ class VLLMGenerator:
 
         max_tokens, temperature = clamp_sampling(max_tokens, temperature)
         return SamplingParams(max_tokens=max_tokens, temperature=temperature, stop=list(STOP))
-
-    def generate(
-        self, messages: list[dict[str, str]], *, max_tokens: int = 160, temperature: float = 0.0
-    ) -> Generation:
-        state: dict[str, Any] = {}
-        text = "".join(self.stream(messages, max_tokens=max_tokens, temperature=temperature, state=state))
-        return Generation(
-            clean_answer(text), state["prompt_tokens"], state["completion_tokens"], self.name, state["finish"]
-        )
 
     def stream(
         self,

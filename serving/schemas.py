@@ -58,9 +58,11 @@ class Timings(BaseModel):
 class CitationCheck(BaseModel):
     sentence: str
     sources: list[int] = Field(description="the [n] the sentence cites, 1-based into `sources`")
-    status: Literal["checked", "repaired", "unsupported"] = Field(
+    status: Literal["checked", "repaired", "unsupported", "quoted", "redundant"] = Field(
         description="checked: the model's own citation, verified; repaired: set by the check; "
-        "unsupported: no source supports the sentence, so it was dropped from the answer"
+        "unsupported: no source supports the sentence, so it was dropped from the answer; "
+        "redundant: dropped, it said nothing new; quoted: the sources' sentence shown in place of "
+        "an answer no source supported"
     )
 
 

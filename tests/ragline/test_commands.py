@@ -41,8 +41,10 @@ def data_dir() -> Iterator[Path]:
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    """A user's environment: none of the test session's Prefect, MLflow, Ray or ragline settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGLINE_", "PREFECT_", "MLFLOW_"))}
+    """A user's environment: none of the test session's Prefect, MLflow, Ray or ragline settings
+    (nor the HAProxy ports its own Serve took: a second Serve could not bind them)."""
+    own = ("RAGLINE_", "PREFECT_", "MLFLOW_", "RAY_SERVE_HAPROXY_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     env.pop("RAY_ADDRESS", None)
     return {**env, "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_RAY_NUM_CPUS": "2"}
 

@@ -33,7 +33,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         update_progress_artifact(progress, 100.0 * done / max(1, total))
         log.info("embedded %d / %d chunks", done, total)
 
-    store = Store(settings.lancedb_location)
+    store = Store.from_settings(settings)
     result = embed_collection(
         store,
         collection,
@@ -41,6 +41,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         device=settings.embed_device,
         batch_size=settings.embed_batch_size,
         actors=settings.embed_actors,
+        threads_per_actor=settings.embed_threads_per_actor,
         gpus_per_actor=settings.embed_gpus_per_actor,
         on_progress=on_progress,
         check=check_index_rows,
@@ -59,6 +60,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         "deleted": result.deleted,
         "quarantined": result.quarantined,
         "rows_per_s": result.rows_per_s,
+        "pool": result.pool,
         "table": result.table,
         "table_version": result.table_version,
         "indexes": result.indexes,
@@ -69,7 +71,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
 def embed_flow(collection: str, model: str | None = None) -> dict[str, Any]:
     """Embed COLLECTION's chunks that have no vector for MODEL yet (default: the packaged MiniLM)."""
     validate_collection(collection)
-    if not Store(get_settings().lancedb_location).has(collection, "chunks"):
+    if not Store.from_settings(get_settings()).has(collection, "chunks"):
         # Fail here with the reason, not later with an empty index marked active.
         raise ValueError(
             f"collection {collection!r} has no chunks: run `ragline ingest ... -c {collection}` first"

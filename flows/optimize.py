@@ -43,7 +43,7 @@ def build_variant(collection: str, chunking: Chunking) -> str:
     settings = get_settings()
     if chunking == base_chunking(settings):
         return collection
-    store = Store(settings.lancedb_location)
+    store = Store.from_settings(settings)
     name = variant_name(collection, chunking)
     chunks = chunk_variant(store, collection, chunking, settings.embedding_model, settings.min_chunk_tokens)
     doc_ids = chunks["doc_id"].unique().to_list()
@@ -61,6 +61,7 @@ def build_variant(collection: str, chunking: Chunking) -> str:
         device=settings.embed_device,
         batch_size=settings.embed_batch_size,
         actors=settings.embed_actors,
+        threads_per_actor=settings.embed_threads_per_actor,
         gpus_per_actor=settings.embed_gpus_per_actor,
         check=check_index_rows,
     )
@@ -174,7 +175,7 @@ def promote(
     threshold calibrated for it (None: this evaluation set has no unanswerable question to learn from)."""
     settings = get_settings()
     target = build_variant(collection, winner.chunking)
-    store = Store(settings.lancedb_location)
+    store = Store.from_settings(settings)
     with mlflow.start_run(run_id=parent_run_id):
         registered = tracking.register_champion(settings, collection, winner.to_dict(), scores, metric)
     index_table = store.active_index(target).name if target != collection else None
@@ -213,7 +214,7 @@ def optimize_flow(
     search_set, holdout = evalset.split("search", holdout_share), evalset.split("holdout", holdout_share)
     if search_set.queries.is_empty() or holdout.queries.is_empty():
         raise ValueError(f"the evaluation set is too small to split ({evalset.queries.height} queries)")
-    store = Store(settings.lancedb_location)
+    store = Store.from_settings(settings)
     base = base_chunking(settings)
     space = SearchSpace(
         chunkings=SearchSpace().chunkings if chunking else (base,),

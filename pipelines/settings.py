@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     default_collection: str = "sample"
 
     # services: None means embedded
-    lancedb_uri: str | None = None
+    lancedb_uri: str | None = None  # e.g. s3://bucket/prefix (AWS_* variables as usual)
+    # LanceDB's object-store options (aws_endpoint, aws_region, allow_http, ...), on top of AWS_*.
+    lancedb_storage_options: dict[str, str] = Field(default_factory=dict)
     ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
     prefect_api_url: str | None = Field(default=None, validation_alias="PREFECT_API_URL")
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
@@ -60,7 +62,10 @@ class Settings(BaseSettings):
     # embedding
     embedding_model: str | None = None  # a local folder; None = the packaged all-MiniLM-L6-v2
     embed_batch_size: int = 64
-    embed_actors: int = 2  # capped by the blocks to embed; 2 beat 1 by x1.15 on 2 CPUs (benchmark)
+    # The most embedding actors; the pool grows to it as nodes join (2 beat 1 by x1.15 on 2 CPUs).
+    embed_actors: int = Field(default=2, ge=1)
+    # Torch threads per actor; None: the largest node's CPUs shared by the actors it can hold.
+    embed_threads_per_actor: int | None = Field(default=None, ge=1)
     embed_device: Literal["auto", "cpu", "cuda"] = "auto"
     # GPU share per embedding actor. Tokenization runs on the actor's CPU and caps one actor at a few
     # thousand rows/s (measured on an H100), so e.g. 0.25 with 4 actors keeps one GPU busy.

@@ -122,6 +122,7 @@ class EmbedResult:
     table_version: int
     indexes: dict[str, Any]
     rejected: pa.Table | None = None  # rows the batch check refused, with their vectors
+    pool: str = ""  # how the actor pool was sized (PoolPlan), when anything was embedded
 
     @property
     def quarantined(self) -> int:
@@ -146,6 +147,7 @@ def embed_collection(
     device: str = "auto",
     batch_size: int = 64,
     actors: int = 1,
+    threads_per_actor: int | None = None,
     gpus_per_actor: float = 1.0,
     write_every: int = 256,
     on_progress: Progress | None = None,
@@ -159,10 +161,11 @@ def embed_collection(
     returned in `EmbedResult.rejected` (the flow quarantines them). Stale vectors are deleted and
     the collection's active index is switched only after every new vector is written, so a run that
     fails leaves the index serving what it served.
+
+    `actors` is the most actors the pool grows to; each is sized to fit on one node
+    (`pool_plan`), so the pool grows with the nodes of a cluster.
     """
     import ray
-
-    from pipelines.runtime import cluster_cpus, cluster_gpus
 
     path = resolve_embedding_model(model_path)
     info = ModelInfo(model_name(path), model_fingerprint(path), _dimension(path))
@@ -175,6 +178,7 @@ def embed_collection(
     started = time.perf_counter()
     written = 0
     rejected: list[pa.Table] = []
+    plan: PoolPlan | None = None
 
     def flush(pending: list[pa.Table]) -> None:
         nonlocal written
@@ -193,30 +197,27 @@ def embed_collection(
         return written + sum(t.num_rows for t in rejected)
 
     if todo.num_rows:
-        gpus = cluster_gpus() if device in ("auto", "cuda") else 0
         # Several blocks, so that vectors stream back (and get written) while the rest is embedded.
         blocks = [todo.slice(i, write_every) for i in range(0, todo.num_rows, write_every)]
-        actors = max(1, min(actors, len(blocks)))  # a small run starts one actor, not a pool
-        threads = 1 if gpus else max(1, cluster_cpus() // actors)
-        # Ask Ray for what is free rather than whole cores: a running Serve app holds fractions of
-        # the CPUs, and actors that wait for whole ones would never start beside it.
-        free = float(ray.available_resources().get("CPU", 0.0))
-        per_actor_cpus = 1.0 if gpus else max(0.1, min(float(threads), free / actors))
+        plan = pool_plan(min(actors, len(blocks)), device, threads_per_actor, gpus_per_actor)
+        log.info("embedding %d chunks: %s", todo.num_rows, plan)
         # from_blocks computes block metadata here; from_arrow runs a 1-CPU task per block, which
         # never gets scheduled while a running Serve app holds most of the CPUs.
         ds = ray.data.from_blocks(blocks).map_batches(
             EmbedBatch,
             fn_constructor_kwargs={
                 "model_path": str(path),
-                "device": "cuda" if gpus else "cpu",
+                "device": "cuda" if plan.gpus else "cpu",
                 "batch_size": batch_size,
-                "threads": threads,
+                "threads": plan.threads,
             },
             batch_size=batch_size * 4,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=per_actor_cpus,
-            num_gpus=gpus_per_actor if gpus else 0,
+            compute=ray.data.ActorPoolStrategy(
+                min_size=1, max_size=plan.max_actors, initial_size=plan.initial_actors
+            ),
+            num_cpus=plan.cpus,
+            num_gpus=plan.gpus,
         )
         pending: list[pa.Table] = []
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -247,7 +248,50 @@ def embed_collection(
         table_version=index.version,
         indexes=indexes,
         rejected=pa.concat_tables(rejected) if rejected else None,
+        pool=str(plan or ""),
     )
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """How the embedding actor pool is sized: per actor, what one node can hold."""
+
+    max_actors: int
+    initial_actors: int
+    threads: int  # torch threads per actor
+    cpus: float  # logical CPUs asked of Ray per actor
+    gpus: float
+
+    def __str__(self) -> str:
+        each = f"{self.gpus:g} GPU" if self.gpus else f"{self.threads} threads, {self.cpus:g} CPU"
+        return f"{self.initial_actors}-{self.max_actors} actors of {each}"
+
+
+def pool_plan(
+    actors: int, device: str = "auto", threads: int | None = None, gpus_per_actor: float = 1.0
+) -> PoolPlan:
+    """Size one actor by the largest node of the running Ray (never by the cluster's sum: a
+    3-CPU actor never fits on a 1-CPU head plus a 2-CPU worker) and the pool by how many such
+    actors the nodes hold; Ray Data grows the pool up to `actors` as nodes join."""
+    import ray
+
+    from pipelines.runtime import node_resources
+
+    actors = max(1, actors)
+    nodes = node_resources()
+    node_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if device in ("auto", "cuda") and node_gpus > 0:
+        gpus = min(gpus_per_actor, node_gpus)
+        fits = max(1, min(actors, sum(int(n.get("GPU", 0.0) // gpus) for n in nodes)))
+        return PoolPlan(actors, fits, 1, 1.0, gpus)
+    node_cpus = max(1, int(max((n.get("CPU", 0.0) for n in nodes), default=1.0)))
+    threads = min(threads or max(1, node_cpus // min(actors, node_cpus)), node_cpus)
+    # Ask Ray for what is free rather than whole cores: a running Serve app holds fractions of
+    # the CPUs, and actors that wait for whole ones would never start beside it.
+    free = float(ray.available_resources().get("CPU", 0.0))
+    cpus = round(max(0.1, min(float(threads), free / actors)), 3)
+    fits = max(1, min(actors, sum(int(n.get("CPU", 0.0) // cpus) for n in nodes)))
+    return PoolPlan(actors, fits, threads, cpus, 0.0)
 
 
 def _has_fts(index: Any) -> bool:

@@ -49,7 +49,7 @@ def prompts(n: int, count_tokens: Any) -> list[list[dict[str, str]]]:
     refresh_flow([str(s) for s in write_sample_corpus(settings.root / "corpus")], "sample")
     lines = (BUNDLED / "queries.jsonl").read_text(encoding="utf-8").splitlines()
     questions = [json.loads(line)["text"] for line in lines if line.strip()][:n]
-    embedder, retriever = Embedder(threads=2), Retriever(Store(settings.lancedb_location), "sample")
+    embedder, retriever = Embedder(threads=2), Retriever(Store.from_settings(settings), "sample")
     out = []
     for q in questions:
         hits = retriever.retrieve(q, embedder.embed([q])[0])

@@ -106,7 +106,7 @@ def main() -> None:
     sources = write_sample_corpus(settings.root / "corpus")
     refresh_flow([str(s) for s in sources], "sample")
 
-    embedder, retriever = Embedder(threads=1), Retriever(Store(settings.lancedb_location), "sample")
+    embedder, retriever = Embedder(threads=1), Retriever(Store.from_settings(settings), "sample")
     url = runner.start(settings)
     questions = all_questions()
     inproc, served = [], []

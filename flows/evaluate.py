@@ -48,7 +48,7 @@ def base_chunking(settings: Settings) -> Chunking:
 def load_evalset(dataset: str, collection: str) -> tuple[EvalSet, dict[str, Any]]:
     """Read the BEIR folder and hold it to the eval-set contract; rejected rows are reported."""
     queries, qrels, answers, corpus_ids = evalsets.read_raw(dataset)
-    store = Store(get_settings().lancedb_location)
+    store = Store.from_settings(get_settings())
     doc_ids = store.documents(collection).to_arrow().column("id").to_pylist()
     check = check_evalset(queries, qrels, doc_ids)
     log = get_run_logger()
@@ -70,7 +70,7 @@ def make_evaluator(
 ) -> Evaluator:
     """An evaluator of COLLECTION as serving sees it (its champion, if any; MODE overrides the
     retrieval mode only), or of RETRIEVAL."""
-    store = Store(settings.lancedb_location)
+    store = Store.from_settings(settings)
     if retrieval is None:
         override = {"mode": mode} if mode else {}
         retriever = Retriever.champion(store, collection, RetrievalConfig.from_settings(settings), **override)

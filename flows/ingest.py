@@ -69,7 +69,7 @@ def chunk_documents(docs: pl.DataFrame, model_path: str | None, config: Chunking
 def write_collection(
     collection: str, docs: pl.DataFrame, chunks: pl.DataFrame, quarantine: pl.DataFrame
 ) -> None:
-    store = Store(get_settings().lancedb_location)
+    store = Store.from_settings(get_settings())
     lib.write_quarantine(store, collection, quarantine)
     lib.write_chunks(store, collection, docs["id"].to_list(), chunks)
     lib.write_documents(store, collection, docs)
@@ -93,7 +93,7 @@ def ingest_flow(
     settings = get_settings()
     validate_collection(collection)
     run_id = str(flow_run.id or "local")
-    store = Store(settings.lancedb_location)
+    store = Store.from_settings(settings)
 
     options = ReadOptions(
         fmt=format,  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ def refresh_flow(
         ingest = ingest_flow(sources, collection, format)
         embed = embed_flow(collection, model)
         result = {"ingest": ingest, "embed": embed}
-        champion = Store(get_settings().lancedb_location).champion(collection) or {}
+        champion = Store.from_settings(get_settings()).champion(collection) or {}
         if champion.get("index_table"):
             # The champion was chosen with its own chunking: bring that index up to date too.
             result["champion_variant"] = build_variant(collection, Chunking(**champion["chunking"]))

@@ -19,7 +19,7 @@ import pyarrow as pa
 from lancedb.background_loop import LOOP
 
 from pipelines import schemas
-from pipelines.settings import validate_collection
+from pipelines.settings import Settings, validate_collection
 
 REGISTRY = "ragline_collections"
 REGISTRY_SCHEMA = pa.schema(
@@ -36,6 +36,10 @@ REGISTRY_SCHEMA = pa.schema(
 
 class CollectionNotFoundError(LookupError):
     pass
+
+
+class StoreUnavailableError(RuntimeError):
+    """The LanceDB location cannot be used (a missing bucket, bad credentials, no endpoint)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,31 @@ def sql_in(column: str, values: list[str]) -> str:
 
 
 class Store:
-    def __init__(self, uri: str, read_consistency: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        read_consistency: timedelta | None = None,
+        storage_options: dict[str, str] | None = None,
+    ) -> None:
         self.uri = uri
         self.read_consistency = read_consistency
-        self.db = lancedb.connect(uri, read_consistency_interval=read_consistency)
+        self.storage_options = storage_options or None
         self._async_db: Any = None
+        try:
+            self.db = lancedb.connect(
+                uri, read_consistency_interval=read_consistency, storage_options=self.storage_options
+            )
+            if "://" in uri:  # object storage: say now, in one line, if it cannot be used
+                self.db.list_tables(limit=1)
+        except Exception as exc:
+            if "://" not in uri:
+                raise
+            raise StoreUnavailableError(f"LanceDB at {uri}: {object_store_reason(exc)}") from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, read_consistency: timedelta | None = None) -> Store:
+        """The store of RAGLINE_LANCEDB_URI (a folder under the data dir by default)."""
+        return cls(settings.lancedb_location, read_consistency, settings.lancedb_storage_options)
 
     def open_async(self, name: str) -> Any:
         """A table through LanceDB's async API, for queries on the hot path: it costs a third less
@@ -73,7 +97,11 @@ class Store:
         is made on LanceDB's background loop and can be awaited from any event loop."""
         if self._async_db is None:
             self._async_db = LOOP.run(
-                lancedb.connect_async(self.uri, read_consistency_interval=self.read_consistency)
+                lancedb.connect_async(
+                    self.uri,
+                    read_consistency_interval=self.read_consistency,
+                    storage_options=self.storage_options,
+                )
             )
         return LOOP.run(self._async_db.open_table(name))
 
@@ -223,3 +251,23 @@ class Store:
         raise CollectionNotFoundError(
             f"collection {collection!r} has no index (run `ragline embed -c {collection}` first)"
         )
+
+
+# What object stores answer, in the words a user can act on (LanceDB's errors are a page long).
+_STORE_REASONS = [
+    ("NoSuchBucket", "the bucket does not exist"),
+    ("InvalidAccessKeyId", "the access key is not known (AWS_ACCESS_KEY_ID)"),
+    ("SignatureDoesNotMatch", "the secret key is wrong (AWS_SECRET_ACCESS_KEY)"),
+    ("AccessDenied", "access denied by the object store (check the credentials and the bucket policy)"),
+    ("resolve region", "no region is set (AWS_REGION or RAGLINE_LANCEDB_STORAGE_OPTIONS)"),
+    ("Connection refused", "the endpoint refuses connections (AWS_ENDPOINT_URL)"),
+    ("error sending request", "the endpoint cannot be reached (AWS_ENDPOINT_URL)"),
+]
+
+
+def object_store_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for needle, reason in _STORE_REASONS:
+        if needle.lower() in text.lower():
+            return reason
+    return (text.splitlines() or [type(exc).__name__])[0][:200]

@@ -162,7 +162,7 @@ def eval_set(
     from pipelines.evaluation.evalsets import starter_set
     from pipelines.store import Store
 
-    chunks = pl.from_arrow(Store(settings.lancedb_location).chunks(collection).to_arrow())
+    chunks = pl.from_arrow(Store.from_settings(settings).chunks(collection).to_arrow())
     assert isinstance(chunks, pl.DataFrame)
     if chunks.is_empty():
         fail(f"collection {collection!r} has no chunks (run `ragline ingest ... -c {collection}`)")

@@ -48,7 +48,7 @@ class RetrieverService:
         self.embedder = embedder
         self._batcher = Batcher(self._search_batch, self.MAX_BATCH, self.SLOTS)
         self.settings = Settings(**settings)
-        self.store = Store(self.settings.lancedb_location, read_consistency=timedelta(seconds=self.RECHECK_S))
+        self.store = Store.from_settings(self.settings, read_consistency=timedelta(seconds=self.RECHECK_S))
         self.config = RetrievalConfig.from_settings(self.settings)
         self._base = self.config
         self._override: dict[str, Any] = {}

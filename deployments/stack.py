@@ -1,10 +1,11 @@
 """`ragline up`: the whole local stack on loopback, supervised until Ctrl-C or SIGTERM.
 
-Children (each in its own session, output in `<data dir>/stack/logs/`): a Prefect server with its
-own PREFECT_HOME, a `process` worker with every deployment of prefect.yaml registered, the MLflow UI
-on the store the flows write, a Ray head with its dashboard, and the Serve app on that Ray. The
-worker's flow runs use the same Ray (RAY_ADDRESS) and data dir. `<data dir>/stack/state.json`
-says what runs, for `ragline status`.
+Children (each in its own session, output in `<data dir>/stack/logs/`): a Prefect server on the
+data dir's PREFECT_HOME (whose database holds the commands' earlier flow runs), a `process` worker
+with every deployment of prefect.yaml registered, the MLflow UI on the store the flows write, a
+Ray head with its dashboard, and the Serve app on that Ray. The worker's flow runs use the same Ray
+(RAY_ADDRESS) and data dir. While it runs, the commands send their flow runs to its server.
+`<data dir>/stack/state.json` says what runs, for `ragline status`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import yaml
 
 from deployments import processes as proc
 from deployments.state import Component, State, create_time, process_alive, state_path
-from pipelines.runtime import SERVE_ENV, free_port, haproxy_ports
+from pipelines.runtime import SERVE_ENV, free_port, haproxy_ports, loopback_haproxy
 from pipelines.settings import Settings
 
 POOL = "ragline-local"
@@ -94,7 +95,8 @@ class Stack:
             proc.STACK_ENV: self.id,
             "RAGLINE_DATA_DIR": str(self.settings.root),
             "RAGLINE_PROJECT_DIR": str(self.config.project_dir),
-            "PREFECT_HOME": str(self.home / "prefect"),
+            # The home of the commands' temporary server too: its database holds their history.
+            "PREFECT_HOME": str(self.settings.prefect_home),
             "PREFECT_API_URL": f"{self.urls['prefect']}/api",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
@@ -208,8 +210,10 @@ class Stack:
         self.ray_address = f"{get_node_ip_address()}:{gcs_port}"
         # Serve is stopped before Ray, so Ray's drain-on-SIGTERM (30 s by default) has nothing to do.
         # Ports of its own for HAProxy's listeners: not the ones a Ray started by this process's
-        # parent (a test session, a demo) took.
-        env = self._env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **haproxy_ports())
+        # parent (a test session, a demo) took; bound to loopback like everything else here.
+        on_host = self.settings.model_copy(update={"host": self.config.host})
+        listeners = {**haproxy_ports(), **loopback_haproxy(on_host)}
+        env = self._env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **listeners)
         child = self._spawn("ray", cmd, env, grace_s=30)
         self._record("ray", self.urls["ray"], f"{self.urls['ray']}/api/gcs_healthz", child)
         return child

@@ -66,3 +66,19 @@ def create_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return None
+
+
+def running_stack(settings: Settings) -> State | None:
+    """The `ragline up` that runs now on this data dir, if any."""
+    state = State.read(state_path(settings))
+    if state is None or state.phase != "running" or not process_alive(state.pid, state.started):
+        return None
+    return state
+
+
+def stack_prefect_api(settings: Settings) -> str | None:
+    """The API of the Prefect server of a running `ragline up` on this data dir: the commands
+    record their flow runs there, so one history shows every run."""
+    state = running_stack(settings)
+    prefect = next((c for c in state.components if c.name == "prefect"), None) if state else None
+    return f"{prefect.url}/api" if prefect else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 import typer
@@ -25,8 +26,24 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def setup() -> Any:
+    """Settings, and the environment for Prefect, MLflow and Ray. While `ragline up` runs on this
+    data dir, flow runs go to its Prefect server; otherwise Prefect's temporary server keeps them
+    in the same database under the data dir, which `ragline up` opens later: one history."""
     settings = get_settings()
+    if not os.environ.get("PREFECT_API_URL"):
+        from deployments.state import stack_prefect_api
+
+        api = stack_prefect_api(settings)
+        if api:
+            os.environ["PREFECT_API_URL"] = api
     configure(settings)
+    if settings.lancedb_uri and "://" in settings.lancedb_uri:
+        from pipelines.store import Store, StoreUnavailableError
+
+        try:  # object storage: a missing bucket or bad credentials is one line, before any flow
+            Store.from_settings(settings)
+        except StoreUnavailableError as exc:
+            fail(str(exc))
     return settings
 
 

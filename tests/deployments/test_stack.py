@@ -1,6 +1,8 @@
 """`ragline up` as a user runs it (a real subprocess, free ports, a throwaway data dir): every
-component healthy, the deployments of prefect.yaml registered, a scheduled run created by the
-server's scheduler and completed by the worker, then Ctrl-C leaves no process behind."""
+component healthy and listening on loopback, the deployments of prefect.yaml registered, one
+Prefect history (a command's flow run from before `ragline up` and one made while it runs), a
+scheduled run created by the server's scheduler and completed by the worker, then Ctrl-C leaves
+no process behind."""
 
 from __future__ import annotations
 
@@ -36,21 +38,33 @@ pytestmark = pytest.mark.e2e
 _INHERITED = ("MLFLOW_TRACKING_URI", "PREFECT_HOME", "PREFECT_API_URL", "RAY_ADDRESS", "RAGLINE_LANCEDB_URI")
 
 
+def user_env(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _INHERITED}
+    return env | {
+        "RAGLINE_DATA_DIR": str(data),
+        "RAGLINE_GENERATOR": "none",  # the generator's model load is tested elsewhere
+        # Quick loops so a schedule turns into a run, and the run is picked up, in seconds.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+    }
+
+
+def run_ingest(env: dict[str, str], docs: Path, collection: str) -> subprocess.CompletedProcess[str]:
+    """`ragline ingest` as a user types it beside (or before) `ragline up`."""
+    cmd = [sys.executable, "-m", "ragline", "ingest", str(docs), "-c", collection, "--json"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 class Up:
     """A running `ragline up` and what it printed."""
 
     def __init__(self, data: Path, ports: dict[str, int]) -> None:
         self.data = data
         self.ports = ports
-        env = {k: v for k, v in os.environ.items() if k not in _INHERITED}
-        env |= {
-            "RAGLINE_DATA_DIR": str(data),
-            "RAGLINE_GENERATOR": "none",  # the generator's model load is tested elsewhere
-            # Quick loops so a schedule turns into a run, and the run is picked up, in seconds.
-            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-            "PREFECT_WORKER_QUERY_SECONDS": "2",
-        }
-        self.env = env
+        self.env = env = user_env(data)
+        self.before = ""  # what the command run before `ragline up` printed
         args = [f"--{name}-port={port}" for name, port in ports.items()]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ragline", "up", *args],
@@ -100,9 +114,21 @@ class Up:
 
 
 @pytest.fixture
-def stack() -> Iterator[Up]:
+def docs(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "otters.md").write_text("# Otters\n\nSea otters hold hands while they sleep.")
+    (docs / "kelp.md").write_text("# Kelp\n\nKelp forests grow up to half a metre a day.")
+    return docs
+
+
+@pytest.fixture
+def stack(docs: Path) -> Iterator[Up]:
     data = Path(tempfile.mkdtemp(prefix="rlu-"))  # short: Ray's socket paths live below it
+    # A flow run from before `ragline up`: the command's temporary Prefect server records it.
+    before = run_ingest(user_env(data), docs, "before")
     up = Up(data, {name: free_port() for name in ("prefect", "mlflow", "serve", "dashboard")})
+    up.before = before.stdout + before.stderr
     yield up
     if up.proc.poll() is None:  # the test failed before its own Ctrl-C
         up.proc.send_signal(signal.SIGINT)
@@ -148,7 +174,27 @@ def _expected_deployments() -> set[str]:
 
 
 @pytest.mark.timeout(900)
-def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, tmp_path: Path) -> None:
+def _listeners(stack_id: str) -> list[tuple[str, int, str, str]]:
+    """(address, port, process name, command line) of every socket the stack's processes listen on."""
+    found = []
+    for p in stack_processes(stack_id):
+        try:
+            cmd = " ".join(p.cmdline())
+            for c in p.net_connections("inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    found.append((c.laddr.ip, c.laddr.port, p.name(), cmd))
+        except psutil.Error:
+            continue
+    return found
+
+
+def _ray_core(name: str, cmd: str) -> bool:
+    """Ray's own servers (GCS, raylets, core workers, agents): Ray 2.60 binds them to every
+    interface or to the node's IP, with no setting to change it (infra/ray/README.md)."""
+    return name in ("gcs_server", "raylet") or name.startswith("ray::") or f"{os.sep}ray{os.sep}" in cmd
+
+
+def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, docs: Path) -> None:
     began = time.monotonic()
     stack.wait_ready(timeout_s=600)
     print(f"ragline up: all healthy after {time.monotonic() - began:.0f} s")
@@ -165,15 +211,34 @@ def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, tmp_path:
     search = httpx.post(f"{stack.url('serve')}/v1/search", json={"query": "x"}, timeout=30)
     assert search.status_code == 401, search.text
 
+    # Loopback means loopback: every listener of ragline's own processes (Prefect, MLflow, the
+    # Serve driver, HAProxy's proxy, metrics and stats) is on 127.0.0.1.
+    state = State.read(stack.data / "stack" / "state.json")
+    assert state is not None
+    listening = _listeners(state.stack_id)
+    ours = [(ip, port, name) for ip, port, name, cmd in listening if not _ray_core(name, cmd)]
+    assert {name for *_, name in ours} >= {"haproxy"}, ours
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, *_ in ours), ours
+    ray_own = sorted({(ip, name) for ip, _, name, cmd in listening if _ray_core(name, cmd)})
+    print(f"ragline up: {len(ours)} listeners on loopback; Ray's own: {ray_own}")
+
     # prefect.yaml's deployments are registered on the stack's server.
     names = {d["name"] for d in _api(stack, "POST", "/deployments/filter", {})}
     assert names == _expected_deployments(), names
 
+    # One history: the command's run from before `ragline up` is on the stack's server, and a
+    # command run now records its flow run there (no temporary server of its own).
+    def ingest_runs() -> set[str]:
+        runs = _api(stack, "POST", "/flow_runs/filter", {"flows": {"name": {"any_": ["ingest"]}}})
+        return {r["parameters"].get("collection") for r in runs if r["state_type"] == "COMPLETED"}
+
+    assert "before" in ingest_runs()
+    assert "temporary server" in stack.before.lower(), stack.before
+    during = run_ingest(stack.env, docs, "during")
+    assert "temporary server" not in (during.stdout + during.stderr).lower(), during.stderr
+    assert {"before", "during"} <= ingest_runs()
+
     # A schedule on the cheap `ingest` deployment: the scheduler creates the run, the worker runs it.
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "otters.md").write_text("# Otters\n\nSea otters hold hands while they sleep.")
-    (docs / "kelp.md").write_text("# Kelp\n\nKelp forests grow up to half a metre a day.")
     _api(stack, "PATCH", f"/deployments/{_deployment(stack, 'refresh-sample')['id']}", {"paused": True})
     ingest = _deployment(stack, "ingest")
     params = {"sources": [str(docs)], "collection": "uptest"}
@@ -188,8 +253,6 @@ def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, tmp_path:
     assert Store(str(stack.data / "lancedb")).documents("uptest").count_rows() == 2
 
     # Ctrl-C: everything of the stack stops, grandchildren included.
-    state = State.read(stack.data / "stack" / "state.json")
-    assert state is not None
     pids = [c.pid for c in state.components if c.pid]
     assert len(stack_processes(state.stack_id)) > len(pids)  # the sweep below looks at real processes
     began = time.monotonic()

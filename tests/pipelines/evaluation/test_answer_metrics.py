@@ -51,9 +51,7 @@ def test_refusals_and_reference_answers(embedder) -> None:  # type: ignore[no-un
 def test_squad_normalisation_exact_match_and_f1_over_several_accepted_answers(embedder) -> None:  # type: ignore[no-untyped-def]
     assert normalize_answer("The  Fresnel lens, [2]!") == "fresnel lens"
     assert exact_match("A Fresnel lens [1].", "fresnel lens") == 1.0
-    assert (
-        token_f1("the lens of Fresnel", "Fresnel lens") == 0.8
-    )  # p 2/3, r 1
+    assert token_f1("the lens of Fresnel", "Fresnel lens") == 0.8  # p 2/3, r 1
     assert token_f1("", "") == 1.0 and token_f1("", "x") == 0.0
     s = score_answer(
         embedder, "Who invented the lens?", "Augustin-Jean Fresnel [1].", PASSAGES,

@@ -204,7 +204,7 @@ def corpus(cluster: Cluster) -> dict[str, Any]:
     # A second, smaller collection for the node-loss test: one block of chunks, so one actor.
     lines = sources[1].read_text().splitlines()
     small = cluster.data / "small.jsonl"
-    small.write_text("\n".join(lines[:30]) + "\n")
+    small.write_text("\n".join(lines[:8]) + "\n")
     paths = " ".join(str(s) for s in sources)
     began = time.monotonic()
     both = f"ragline refresh {paths} -c sample --json && ragline ingest {small} -c tough --json"

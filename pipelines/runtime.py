@@ -23,7 +23,14 @@ WORKER_ENV = {
 # instead of the Python HTTP proxy, gRPC between replicas, user code on the replica's main loop.
 # On this 2-core machine it took /v1/search from 27 to ~37 requests/s before any change of ours
 # (benchmarks/README.md). Read when Ray starts: a cluster's nodes need them in their own environment.
-SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+# In that mode a stopping ingress replica keeps serving for a drain period (30 s by default) so an
+# outside load balancer notices; HAProxy on the same node is told at once, so 2 s is enough. With
+# 30 s, every Serve shutdown took 30 s and ended "Controller failed to shut down within 30.0s".
+SERVE_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+}
 
 
 def configure(settings: Settings) -> None:

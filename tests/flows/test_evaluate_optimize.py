@@ -49,10 +49,15 @@ def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cli(*args: str) -> dict[str, Any]:
-    """`ragline ARGS --json` as a user runs it, on this session's Ray cluster (RAY_ADDRESS)."""
+    """`ragline ARGS --json` as a user runs it, on this session's Ray cluster (RAY_ADDRESS) and
+    Prefect server (PREFECT_API_URL, as beside `ragline up`): six commands, not six servers."""
     import ray
+    from prefect.server.api.server import SubprocessASGIServer
 
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    server = SubprocessASGIServer()
+    server.start()  # the session's temporary server (a no-op when the flows above started it)
+    env = {**os.environ, "PREFECT_API_URL": server.api_url}
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     result = subprocess.run(
         [sys.executable, "-m", "ragline", *args, "--json"],
         capture_output=True,

@@ -201,11 +201,24 @@ def add_worker(c: Cluster, name: str) -> proc.Child:
 def corpus(cluster: Cluster) -> dict[str, Any]:
     """The sample corpus ingested and embedded by one job on the cluster (`ragline refresh`)."""
     sources = write_sample_corpus(cluster.data / "sample")
-    # A second, smaller collection for the node-loss test: one block of chunks, so one actor.
-    lines = sources[1].read_text().splitlines()
-    small = cluster.data / "small.jsonl"
-    small.write_text("\n".join(lines[:8]) + "\n")
-    paths = " ".join(str(s) for s in sources)
+    # Kept small, for time: the bundled files and eight of Python's reference topics (~60 chunks,
+    # one block, so the node-loss test's job has one actor), with an evaluation set of their own.
+    small = cluster.data / "reference.jsonl"
+    small.write_text("\n".join(sources[1].read_text().splitlines()[:8]) + "\n")
+    evalset = cluster.data / "eval"
+    (evalset / "qrels").mkdir(parents=True)
+    questions = {
+        "q1": ("What does the assert statement do when optimization is requested with -O?", "assert"),
+        "q2": ("How does an augmented assignment like x += 1 differ from x = x + 1?", "augassign"),
+        "q3": ("How are private names mangled inside a class definition?", "atom-identifiers"),
+        "q4": ("Which method is called when normal attribute lookup fails?", "attribute-access"),
+    }
+    (evalset / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": text}) + "\n" for q, (text, _) in questions.items())
+    )
+    qrels = "".join(f"{q}\tpydoc-{topic}\t1\n" for q, (_, topic) in questions.items())
+    (evalset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    paths = f"{sources[0]} {small}"
     began = time.monotonic()
     both = f"ragline refresh {paths} -c sample --json && ragline ingest {small} -c tough --json"
     job_id = cluster.submit("sh", "-c", both, env={"RAGLINE_EMBED_ACTORS": "1"})
@@ -254,16 +267,16 @@ def test_a_job_embeds_on_the_worker_into_s3_and_serve_deploy_answers(
         time.sleep(2)
     print(f"cluster: serve deploy ready in {time.monotonic() - began:.0f} s")
     hit = httpx.post(
-        f"{url}/v1/search", json={"query": "What is the with statement for?", "top_k": 3}, timeout=60
+        f"{url}/v1/search", json={"query": "What does the assert statement do?", "top_k": 3}, timeout=60
     )
     assert hit.status_code == 200, hit.text
     results = hit.json()["results"]
-    assert results and any("with" in h["text"].lower() for h in results), results
+    assert results and results[0]["doc_id"] == "pydoc-assert", results
     r = cluster.cli("serve", "shutdown", "-y", "--address", cluster.dashboard)
     assert r.returncode == 0, r.stdout + r.stderr
 
     # `ragline evaluate` from outside the cluster scores the same S3 index.
-    dataset = str(cluster.data / "sample" / "eval")
+    dataset = str(cluster.data / "eval")
     evaluated = subprocess.run(
         [str(BIN / "ragline"), "evaluate", "-c", "sample", "--dataset", dataset, "--json"],
         env={k: v for k, v in cluster.env.items() if k != proc.STACK_ENV},

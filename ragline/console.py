@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +14,8 @@ from rich.table import Table
 from pipelines.runtime import configure
 from pipelines.settings import get_settings
 
-out = Console()
+# Not a terminal (a pipe, CI): plain lines that the reader wraps, not rich's 80-column breaks.
+out = Console(soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True)
 
 Collection = Annotated[str, typer.Option("--collection", "-c", help="collection name")]

@@ -86,12 +86,26 @@ def _assert_nothing_left(data_dir: Path, timeout_s: float = 30) -> None:
     assert not left, left
 
 
+# What other programs print (Prefect's and Ray's loggers, Ray's C++ core, Serve's controller,
+# Great Expectations): none of it may reach the terminal in a normal run.
+FOREIGN = (" | INFO ", " | WARNING ", "INFO ", "WARNING", "ERROR", "core_worker", "(raylet)",
+           "Controller", "Traceback", "great_expectations", "Starting temporary server")  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def demo(data_dir: Path) -> str:
-    return _ragline(data_dir, "demo", timeout=1200).stdout
+def demo_run(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return _ragline(data_dir, "demo", timeout=1200)
 
 
-def test_demo_runs_the_main_job_and_answers_with_sources(demo: str, data_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def demo(demo_run: subprocess.CompletedProcess[str]) -> str:
+    return demo_run.stdout
+
+
+def test_demo_runs_the_main_job_and_answers_with_sources(
+    demo_run: subprocess.CompletedProcess[str], data_dir: Path
+) -> None:
+    demo = demo_run.stdout
     for stage in ("[1/5] sample corpus", "[2/5] ingest", "[3/5] embed", "[4/5] evaluate", "[5/5] serving at"):
         assert stage in demo, demo
     assert "Question: What is the with statement used for in Python?" in demo
@@ -99,6 +113,15 @@ def test_demo_runs_the_main_job_and_answers_with_sources(demo: str, data_dir: Pa
     assert answer[0].strip(), demo  # an answer was printed ...
     assert "[1] Python reference" in answer[1], demo  # ... with its numbered sources
     assert "nDCG@10" in demo and "MLflow run" in demo
+    # Quiet: only ragline's own lines on the terminal; the libraries' logs are in the data dir.
+    foreign = [line for line in (demo + demo_run.stderr).splitlines() if any(m in line for m in FOREIGN)]
+    assert not foreign, foreign
+    log = data_dir / "logs" / "demo.log"
+    assert f"the logs of Prefect, Ray and MLflow: {log}" in demo
+    assert "Finished in state Completed" in log.read_text(errors="replace")  # Prefect's own lines
+    # The ending says where the runs are and what to do next.
+    assert "Prefect flow runs: ingest " in demo and "ragline up" in demo
+    assert "stage times: corpus" in demo
     _assert_nothing_left(data_dir)
 
 

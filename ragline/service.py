@@ -159,9 +159,14 @@ def show_answer(body: dict[str, Any]) -> None:
     out.print(body["answer"] or "(empty)", markup=False, highlight=False)
     statuses = [c["status"] for c in body.get("citations", [])]
     if statuses:
-        counts = ", ".join(f"{statuses.count(k)} {k}" for k in ("checked", "repaired", "unsupported"))
+
+        def count(kinds: tuple[str, ...]) -> str:
+            return ", ".join(f"{statuses.count(k)} {k}" for k in kinds if k in statuses)
+
+        kept, dropped = count(("checked", "repaired", "quoted")), count(("unsupported", "redundant"))
         grounded = "every sentence cites a supporting source" if body.get("grounded") else "not grounded"
-        out.print(f"[dim]citations: {counts} ({grounded})[/]")
+        dropped = f"; sentences dropped: {dropped}" if dropped else ""
+        out.print(f"[dim]citations: {kept or 'none'} ({grounded}){dropped}[/]")
     out.print("\n[bold]Sources[/]")
     for i, s in enumerate(body["sources"], start=1):
         out.print(f"  [{i}] {s['title']}  [dim]({s['doc_id']}, score {s['score']:.3f})[/]")

@@ -43,6 +43,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
         actors=settings.embed_actors,
         threads_per_actor=settings.embed_threads_per_actor,
         gpus_per_actor=settings.embed_gpus_per_actor,
+        retain=settings.index_retention,
         on_progress=on_progress,
         check=check_index_rows,
     )

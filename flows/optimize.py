@@ -63,6 +63,7 @@ def build_variant(collection: str, chunking: Chunking) -> str:
         actors=settings.embed_actors,
         threads_per_actor=settings.embed_threads_per_actor,
         gpus_per_actor=settings.embed_gpus_per_actor,
+        retain=settings.index_retention,
         check=check_index_rows,
     )
     get_run_logger().info(

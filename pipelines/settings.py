@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import tempfile
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +71,9 @@ class Settings(BaseSettings):
     # GPU share per embedding actor. Tokenization runs on the actor's CPU and caps one actor at a few
     # thousand rows/s (measured on an H100), so e.g. 0.25 with 4 actors keeps one GPU busy.
     embed_gpus_per_actor: float = Field(default=1.0, gt=0, le=8)
+    # Index table versions older than this are removed after each embed run (the latest always
+    # stays, so serving is never affected); None keeps every version for time travel.
+    index_retention_days: float | None = Field(default=7.0, gt=0)
 
     # retrieval
     retrieval_mode: Literal["hybrid", "vector", "text"] = "hybrid"
@@ -156,6 +160,10 @@ class Settings(BaseSettings):
     @property
     def lancedb_location(self) -> str:
         return self.lancedb_uri or str(self.root / "lancedb")
+
+    @property
+    def index_retention(self) -> timedelta | None:
+        return timedelta(days=self.index_retention_days) if self.index_retention_days else None
 
     @property
     def prefect_home(self) -> Path:

@@ -4,7 +4,7 @@ table, one table per embedding model; `indexes` builds that table's full-text an
 Only new or changed chunks are embedded: a re-run costs what changed."""
 
 from pipelines.index.embedding import Embedder, EmbedResult, embed_collection, model_fingerprint, model_name
-from pipelines.index.indexes import ANN_MIN_ROWS, build_indexes
+from pipelines.index.indexes import ANN_MIN_ROWS, build_indexes, update_indexes
 
 __all__ = [
     "ANN_MIN_ROWS",
@@ -14,4 +14,5 @@ __all__ = [
     "embed_collection",
     "model_fingerprint",
     "model_name",
+    "update_indexes",
 ]

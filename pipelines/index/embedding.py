@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.index.indexes import build_indexes
+from pipelines.index.indexes import update_indexes
 from pipelines.models import MINILM_NAME, default_embedding_model_path, offline_env, resolve_embedding_model
 from pipelines.store import ModelInfo, Store, sql_in
 
@@ -152,6 +153,7 @@ def embed_collection(
     write_every: int = 256,
     on_progress: Progress | None = None,
     check: BatchCheck | None = None,
+    retain: timedelta | None = None,
 ) -> EmbedResult:
     """Embed the chunks that have no vector for this model yet; delete vectors of removed chunks.
 
@@ -234,8 +236,10 @@ def embed_collection(
     # the index serving everything it served before (plus what it added).
     for i in range(0, len(stale), 500):
         index.delete(sql_in("id", stale[i : i + 500]))
-    rebuild = written or stale or not _has_fts(index)
-    indexes = build_indexes(index) if rebuild else {"rows": index.count_rows()}
+    # New rows go into the indexes incrementally (and small fragments are compacted); versions
+    # older than RETAIN are removed, the latest always stays.
+    changed = written or stale or not _has_fts(index)
+    indexes = update_indexes(index, retain) if changed else {"rows": index.count_rows()}
     store.set_active_index(collection, index.name, info)
     return EmbedResult(
         collection=collection,

@@ -94,7 +94,25 @@ FOREIGN = (" | INFO ", " | WARNING ", "INFO ", "WARNING", "ERROR", "core_worker"
 
 @pytest.fixture(scope="module")
 def demo_run(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return _ragline(data_dir, "demo", timeout=1200)
+    """`ragline demo --serve` as a person runs it: the chat page answers until Ctrl-C, which ends
+    the demo cleanly (exit 0)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragline", "demo", "--serve"],
+        env=_env(data_dir), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:  # until the demo says where the chat page is
+        lines.append(line)
+        if line.startswith("Chat page:"):
+            url = line.split()[2]
+            page = httpx.get(url, timeout=30)
+            assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:300]
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, "".join(lines) + rest + stderr
+    return subprocess.CompletedProcess(proc.args, 0, "".join(lines) + rest, stderr)
 
 
 @pytest.fixture(scope="module")

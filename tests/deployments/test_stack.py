@@ -189,6 +189,22 @@ def _listeners(stack_id: str) -> list[tuple[str, int, str, str]]:
     return found
 
 
+def _screenshot_prefect_runs(up: Up) -> None:
+    """The Prefect UI of `ragline up` lists the commands' flow runs, in a real browser
+    (test-artifacts/prefect-runs.png, the README's picture)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.serving.browser import ARTIFACTS, launch
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.goto(f"{up.url('prefect')}/runs", wait_until="networkidle")
+        page.get_by_text("ingest", exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "prefect-runs.png"), full_page=True)
+        browser.close()
+
+
 def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, docs: Path) -> None:
     began = time.monotonic()
     stack.wait_ready(timeout_s=600)
@@ -237,6 +253,7 @@ def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, docs: Pat
     during = run_ingest(stack.env, docs, "during")
     assert "temporary server" not in (during.stdout + during.stderr).lower(), during.stderr
     assert {"before", "during"} <= ingest_runs()
+    _screenshot_prefect_runs(stack)
 
     # A schedule on the cheap `ingest` deployment: the scheduler creates the run, the worker runs it.
     _api(stack, "PATCH", f"/deployments/{_deployment(stack, 'refresh-sample')['id']}", {"paused": True})

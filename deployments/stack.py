@@ -176,6 +176,9 @@ class Stack:
     def _start_prefect(self) -> proc.Child:
         env = self._env()
         env.pop("PREFECT_API_URL")  # the server is the API
+        # The UI finds its API from settings, not from --port: on any port but 4200 it said
+        # "Can't connect to Server API at http://127.0.0.1:4200/api".
+        env["PREFECT_SERVER_UI_API_URL"] = f"{self.urls['prefect']}/api"
         cmd = [_bin("prefect"), "server", "start", "--host", self.config.host]
         cmd += ["--port", str(self.config.prefect_port), "--analytics-off"]
         child = self._spawn("prefect", cmd, env)

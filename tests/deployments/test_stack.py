@@ -189,7 +189,7 @@ def _listeners(stack_id: str) -> list[tuple[str, int, str, str]]:
     return found
 
 
-def _screenshot_prefect_runs(up: Up) -> None:
+def _screenshot_prefect_runs(up: Up, run_name: str) -> None:
     """The Prefect UI of `ragline up` lists the commands' flow runs, in a real browser
     (test-artifacts/prefect-runs.png, the README's picture)."""
     from playwright.sync_api import sync_playwright
@@ -200,9 +200,11 @@ def _screenshot_prefect_runs(up: Up) -> None:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1280, "height": 860})
         page.goto(f"{up.url('prefect')}/runs", wait_until="networkidle")
-        page.get_by_text("ingest", exact=True).first.wait_for(timeout=60_000)
-        page.screenshot(path=str(ARTIFACTS / "prefect-runs.png"), full_page=True)
-        browser.close()
+        try:
+            page.get_by_text(run_name).first.wait_for(timeout=60_000)
+        finally:  # on a timeout too: the picture says what the page showed
+            page.screenshot(path=str(ARTIFACTS / "prefect-runs.png"), full_page=True)
+            browser.close()
 
 
 def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, docs: Path) -> None:
@@ -244,16 +246,17 @@ def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, docs: Pat
 
     # One history: the command's run from before `ragline up` is on the stack's server, and a
     # command run now records its flow run there (no temporary server of its own).
-    def ingest_runs() -> set[str]:
+    def ingest_runs() -> dict[str, str]:
         runs = _api(stack, "POST", "/flow_runs/filter", {"flows": {"name": {"any_": ["ingest"]}}})
-        return {r["parameters"].get("collection") for r in runs if r["state_type"] == "COMPLETED"}
+        return {r["parameters"].get("collection"): r["name"] for r in runs if r["state_type"] == "COMPLETED"}
 
     assert "before" in ingest_runs()
     assert "temporary server" in stack.before.lower(), stack.before
     during = run_ingest(stack.env, docs, "during")
     assert "temporary server" not in (during.stdout + during.stderr).lower(), during.stderr
-    assert {"before", "during"} <= ingest_runs()
-    _screenshot_prefect_runs(stack)
+    runs = ingest_runs()
+    assert {"before", "during"} <= set(runs)
+    _screenshot_prefect_runs(stack, runs["before"])
 
     # A schedule on the cheap `ingest` deployment: the scheduler creates the run, the worker runs it.
     _api(stack, "PATCH", f"/deployments/{_deployment(stack, 'refresh-sample')['id']}", {"paused": True})

@@ -8,7 +8,8 @@ platform team to do, command for command.
 - `ray job submit -- ragline refresh ...` with one 2-thread actor (RAGLINE_EMBED_ACTORS=1): the
   job's driver runs on the head, the actor on the worker, sized by that node.
 - `serve deploy deployments/serve-local.yaml` (a copy on a free port, generator off), then
-  `/v1/search` answers from the S3 index; `ragline evaluate` scores that index from outside.
+  `/v1/search` answers from the S3 index; the same with `serve run` until Ctrl-C; `ragline
+  evaluate` scores that index from outside.
 - The worker node killed during an embedding job, a new one started: the job ends in a clear
   state, and a re-run leaves every chunk exactly once.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -266,14 +268,30 @@ def test_a_job_embeds_on_the_worker_into_s3_and_serve_deploy_answers(
         ).stdout
         time.sleep(2)
     print(f"cluster: serve deploy ready in {time.monotonic() - began:.0f} s")
-    hit = httpx.post(
-        f"{url}/v1/search", json={"query": "What does the assert statement do?", "top_k": 3}, timeout=60
-    )
+    question = {"query": "What does the assert statement do?", "top_k": 3}
+    hit = httpx.post(f"{url}/v1/search", json=question, timeout=60)
     assert hit.status_code == 200, hit.text
     results = hit.json()["results"]
     assert results and results[0]["doc_id"] == "pydoc-assert", results
     r = cluster.cli("serve", "shutdown", "-y", "--address", cluster.dashboard)
     assert r.returncode == 0, r.stdout + r.stderr
+
+    # The same config in the foreground, the other standard way: `serve run`, until Ctrl-C.
+    began = time.monotonic()
+    log = cluster.data / "logs" / "serve-run.log"
+    cmd = [str(BIN / "serve"), "run", str(path), "--address", cluster.gcs]
+    run = proc.spawn("serve-run", cmd, cluster.env, log)
+    deadline = time.monotonic() + 300
+    while not proc.healthy(f"{url}/readyz"):
+        assert run.alive() and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(2)
+    print(f"cluster: serve run ready in {time.monotonic() - began:.0f} s")
+    again = httpx.post(f"{url}/v1/search", json=question, timeout=60)
+    assert again.status_code == 200, again.text
+    assert again.json()["results"][0]["doc_id"] == "pydoc-assert", again.text
+    run.proc.send_signal(signal.SIGINT)  # Ctrl-C: `serve run` deletes the app and exits
+    assert run.proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    assert not proc.healthy(f"{url}/readyz")
 
     # `ragline evaluate` from outside the cluster scores the same S3 index.
     dataset = str(cluster.data / "eval")

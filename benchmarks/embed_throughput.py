@@ -1,7 +1,7 @@
 """Embedding throughput: the full Ray pipeline (read → embed → write → index) against the bare
 encoder (`SentenceTransformer.encode` in one process), on the same texts in the same run.
 
-    python benchmarks/embed_throughput.py                 # CPU: ratio, and 1 vs 2 actors
+    python benchmarks/embed_throughput.py [--json]        # CPU: ratio, and 1 vs 2 actors
     python benchmarks/embed_throughput.py --encoder-only --device cuda --rows 50000 --max-chars 300
                                                           # GPU: sentences/s of the encoder alone
 

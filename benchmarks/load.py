@@ -1,7 +1,7 @@
 """Load: concurrent clients on /v1/search and /v1/chat for a fixed time, then the same with one Serve
 replica killed half-way.
 
-    python benchmarks/load.py [--seconds 30] [--search-clients 8] [--chat-clients 1]
+    python benchmarks/load.py [--seconds 30] [--search-clients 8] [--chat-clients 1] [--json]
                               [--chat-max-tokens 16] [--kill-replica RetrieverService] [--url URL]
 
 Without --url it builds the sample corpus in a fresh data dir and starts the app itself, with two

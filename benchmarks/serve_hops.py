@@ -1,6 +1,6 @@
 """What one call between Serve deployments costs here, hot and after the caller was busy elsewhere.
 
-    python benchmarks/serve_hops.py [--calls 300]
+    python benchmarks/serve_hops.py [--calls 300] [--json]
 
 A `Caller` deployment awaits a no-op method of an `Echo` deployment, one call at a time, with a
 busy gap before each call (a client thinking, or the in-process half of serve_latency.py's turns).

@@ -1,6 +1,6 @@
 """Serving latency and throughput, each beside a baseline measured in the same run.
 
-    python benchmarks/serve_latency.py [--seconds 30] [--clients 16]
+    python benchmarks/serve_latency.py [--seconds 30] [--clients 16] [--json]
 
 1. /v1/search through Serve vs the same Retriever (+ query embedding) called in-process, in turns
    per question, one request at a time: p50/p95 and the p50 ratio (goal: Serve adds < 30%), and

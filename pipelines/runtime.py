@@ -73,7 +73,7 @@ def haproxy_ports() -> dict[str, str]:
     """Free ports for HAProxy's own metrics and stats listeners, for a Ray this process starts.
     Ray fixes them at 9101 and 8404, so a second Serve on one machine (a test session's app beside
     `ragline up`, say) failed to start: "Some protocols failed to start their listeners"."""
-    return {  # HAProxy listens on every interface
+    return {  # free on every interface: HAProxy binds them so unless loopback_haproxy applies
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("")),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("")),
     }

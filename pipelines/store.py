@@ -38,6 +38,10 @@ class CollectionNotFoundError(LookupError):
     pass
 
 
+# Object-store locations (URI and storage options) this process has listed once.
+_REACHABLE: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+
 class StoreUnavailableError(RuntimeError):
     """The LanceDB location cannot be used (a missing bucket, bad credentials, no endpoint)."""
 
@@ -79,8 +83,10 @@ class Store:
             self.db = lancedb.connect(
                 uri, read_consistency_interval=read_consistency, storage_options=self.storage_options
             )
-            if "://" in uri:  # object storage: say now, in one line, if it cannot be used
-                self.db.list_tables(limit=1)
+            where = (uri, tuple(sorted((storage_options or {}).items())))
+            if "://" in uri and where not in _REACHABLE:  # object storage: say now, in one line,
+                self.db.list_tables(limit=1)  # if it cannot be used (once per process and access)
+                _REACHABLE.add(where)
         except Exception as exc:
             if "://" not in uri:
                 raise

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.index.indexes import update_indexes
+from pipelines.index.indexes import has_fts, update_indexes
 from pipelines.models import MINILM_NAME, default_embedding_model_path, offline_env, resolve_embedding_model
 from pipelines.store import ModelInfo, Store, sql_in
 
@@ -238,7 +238,7 @@ def embed_collection(
         index.delete(sql_in("id", stale[i : i + 500]))
     # New rows go into the indexes incrementally (and small fragments are compacted); versions
     # older than RETAIN are removed, the latest always stays.
-    changed = written or stale or not _has_fts(index)
+    changed = written or stale or not has_fts(index)
     indexes = update_indexes(index, retain) if changed else {"rows": index.count_rows()}
     store.set_active_index(collection, index.name, info)
     return EmbedResult(
@@ -296,10 +296,6 @@ def pool_plan(
     cpus = round(max(0.1, min(float(threads), free / actors)), 3)
     fits = max(1, min(actors, sum(int(n.get("CPU", 0.0) // cpus) for n in nodes)))
     return PoolPlan(actors, fits, threads, cpus, 0.0)
-
-
-def _has_fts(index: Any) -> bool:
-    return any("text" in (ix.columns or []) for ix in index.list_indices())
 
 
 def _dimension(path: Path) -> int:

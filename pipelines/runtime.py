@@ -46,6 +46,9 @@ def configure(settings: Settings) -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
         "PREFECT_UI_ENABLED": "true",
+        # The temporary server's first start on a fresh machine (cold disk, new database) took
+        # over Prefect's 20 s default: the first flow of `make demo` failed.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         "DO_NOT_TRACK": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "1",

@@ -10,7 +10,20 @@ from typing import Annotated
 import typer
 
 from ragline import demo, service
-from ragline.console import AsJson, Collection, fail, out, print_result, run_flow, setup
+from ragline.console import (
+    AsJson,
+    Collection,
+    Verbose,
+    fail,
+    finish,
+    log_file,
+    logs_line,
+    out,
+    print_result,
+    run_flow,
+    setup,
+    working,
+)
 from ragline.keys import keys_app
 
 app = typer.Typer(
@@ -38,9 +51,10 @@ def ingest(
     ] = None,
     prune: Annotated[bool, typer.Option(help="delete documents that are gone from these sources")] = False,
     as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Validated ingestion + chunking as a Prefect flow run; bad inputs are quarantined, not lost."""
-    setup()
+    setup(verbose)
     if format not in ("auto", "files", "jsonl", "beir"):
         fail(f"unknown --format {format!r}; use auto, files, jsonl or beir", 2)
     for s in sources:
@@ -64,9 +78,10 @@ def embed(
     collection: Collection = "sample",
     model: Annotated[str | None, typer.Option(help="local sentence-transformers folder")] = None,
     as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Batch embedding on Ray into the collection's LanceDB index, then (re)builds its indexes."""
-    setup()
+    setup(verbose)
     from flows.embed import embed_flow
 
     print_result(run_flow(embed_flow, collection, model), as_json, f"embed {collection}")
@@ -78,9 +93,10 @@ def refresh(
     collection: Collection = "sample",
     format: str = "auto",
     as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Ingest + embed as one flow run (what the schedule in prefect.yaml runs)."""
-    setup()
+    setup(verbose)
     from flows.refresh import refresh_flow
 
     result = run_flow(refresh_flow, [str(s) for s in sources], collection, format)
@@ -98,9 +114,10 @@ def evaluate(
     max_answers: Annotated[int | None, typer.Option(help="answer at most this many queries")] = None,
     split: Annotated[str, typer.Option(help="all | search | holdout")] = "all",
     as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Score the serving retriever (and generator) on an evaluation set; logs an MLflow run."""
-    setup()
+    setup(verbose)
     if mode not in (None, "hybrid", "vector", "text"):
         fail(f"unknown --mode {mode!r}; use hybrid, vector or text", 2)
     if split not in ("all", "search", "holdout"):
@@ -110,7 +127,8 @@ def evaluate(
     from flows.evaluate import evaluate_flow
 
     try:
-        result = evaluate_flow(collection, str(dataset), mode, answers, max_answers, split)  # type: ignore[arg-type]
+        with working("evaluate flow running"):
+            result = evaluate_flow(collection, str(dataset), mode, answers, max_answers, split)  # type: ignore[arg-type]
     except (ValueError, LookupError) as exc:
         fail(str(exc))
         return
@@ -129,10 +147,11 @@ def optimize(
     chunking: Annotated[bool, typer.Option(help="also search chunk size/overlap (re-embeds)")] = True,
     answers: Annotated[bool, typer.Option(help="score generated answers too (slow on CPU)")] = False,
     as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
     """Search RAG configs (each trial a nested MLflow run); promote the best to `champion` if it beats
     the current champion on the held-out split."""
-    setup()
+    setup(verbose)
     from pipelines.evaluation.metrics import metric_names
 
     if metric not in metric_names():
@@ -142,7 +161,9 @@ def optimize(
     from flows.optimize import optimize_flow
 
     try:
-        result = optimize_flow(collection, str(dataset), trials, metric, latency_budget_ms, chunking, answers)
+        with working("optimize flow running"):
+            args = (trials, metric, latency_budget_ms, chunking, answers)
+            result = optimize_flow(collection, str(dataset), *args)
     except (ValueError, LookupError, RuntimeError) as exc:
         fail(str(exc))
         return
@@ -154,9 +175,10 @@ def eval_set(
     dest: Annotated[Path, typer.Argument(help="folder to write the BEIR-layout starter set to")],
     collection: Collection = "sample",
     n: Annotated[int, typer.Option(help="questions to write")] = 50,
+    verbose: Verbose = False,
 ) -> None:
     """Write a synthetic starter evaluation set from a collection's chunks (review it by hand)."""
-    settings = setup()
+    settings = setup(verbose)
     import polars as pl
 
     from pipelines.evaluation.evalsets import starter_set
@@ -168,6 +190,31 @@ def eval_set(
         fail(f"collection {collection!r} has no chunks (run `ragline ingest ... -c {collection}`)")
     path = starter_set(chunks, dest, n=n)
     out.print(f"[green]✓[/] wrote {path}/queries.jsonl and qrels/test.tsv (marked synthetic)")
+    logs_line()
+
+
+@app.command()
+def prepare(verbose: Verbose = False) -> None:
+    """One-time set-up of the data dir: convert the packaged generator model for the CPU engine
+    (`make demo` runs it; cached, so a second run does nothing)."""
+    settings = setup(verbose)
+    import time
+
+    from pipelines.generation.backends import prepare_generator
+
+    began = time.perf_counter()
+    with out.status(f"converting the {settings.generator} generator's model (once)"):
+        try:
+            folders = prepare_generator(settings)
+        except Exception as exc:
+            fail(f"model conversion failed: {(str(exc) or type(exc).__name__).splitlines()[0]}")
+            return
+    for folder in folders:
+        out.print(f"[green]✓[/] model ready: {folder}", highlight=False, soft_wrap=True)
+    if not folders:
+        out.print(f"[green]✓[/] nothing to convert for generator {settings.generator!r}")
+    out.print(f"[dim]prepared in {time.perf_counter() - began:.1f} s[/]")
+    logs_line()
 
 
 # In the order of `ragline --help`: the pipeline above, then the service, the stack and the demo.
@@ -179,10 +226,21 @@ app.command()(demo.demo)
 
 
 def main() -> None:
+    failure: BaseException | None = None
+    code: int | str | None = 0
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    except SystemExit as exc:  # typer ends every command so
+        code = exc.code
+    except Exception as exc:  # nobody caught it: quiet, one line here and the traceback in the log
+        failure, code = exc, 1
+        if log_file() is None:
+            raise  # verbose: the traceback on the terminal
+    finally:
+        finish(failure)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

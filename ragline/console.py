@@ -1,10 +1,17 @@
-"""What every command shares: the consoles, the one-line failure, the set-up, the option types."""
+"""What every command shares: the consoles, quiet output (other programs' logs go to
+`<data dir>/logs/<command>.log` unless `--verbose`), the one-line failure, the set-up, the option
+types."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +20,7 @@ from rich.table import Table
 
 from pipelines.runtime import configure
 from pipelines.settings import get_settings
+from ragline.quiet import LibraryOutput
 
 # Not a terminal (a pipe, CI): plain lines that the reader wraps, not rich's 80-column breaks.
 out = Console(soft_wrap=not sys.stdout.isatty())
@@ -20,18 +28,118 @@ err = Console(stderr=True)
 
 Collection = Annotated[str, typer.Option("--collection", "-c", help="collection name")]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's, Ray's and MLflow's logs too")]
+
+
+class _Quiet:
+    """The redirection of the running command, if it is quiet."""
+
+    output: LibraryOutput | None = None
+
+
+def log_file() -> Path | None:
+    """Where other programs' output goes while this command is quiet (None: verbose, or not yet)."""
+    return _Quiet.output.log if _Quiet.output else None
+
+
+def _logs_hint() -> str:
+    log = log_file()
+    return f" (logs: {log})" if log else ""
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, whatever the terminal width
+    hint = _logs_hint() if code == 1 else ""  # a usage error (2) is not in any log
+    err.print(f"[bold red]error:[/] {message}{hint}", soft_wrap=True)  # one line, whatever the width
     raise typer.Exit(code)
 
 
-def setup() -> Any:
-    """Settings, and the environment for Prefect, MLflow and Ray. While `ragline up` runs on this
-    data dir, flow runs go to its Prefect server; otherwise Prefect's temporary server keeps them
-    in the same database under the data dir, which `ragline up` opens later: one history."""
+def quiet(settings: Any, verbose: bool) -> None:
+    """Unless VERBOSE, send other programs' output to `<data dir>/logs/<command>.log` until the
+    command ends (`finish`)."""
+    if verbose or _Quiet.output is not None:
+        return
+    name = next((a for a in sys.argv[1:] if not a.startswith("-")), "ragline")  # the command
+    _Quiet.output = LibraryOutput(settings.root / "logs" / f"{name}.log", out, err).__enter__()
+
+
+def stop_prefect_server() -> None:
+    """Stop Prefect's temporary server if this process started one: now, into the log when quiet,
+    rather than at exit, where its "Stopping temporary server" line reached the terminal."""
+    server = sys.modules.get("prefect.server.api.server")
+    if server is not None and server.SubprocessASGIServer._instances:
+        from prefect._internal.concurrency.services import QueueService
+
+        QueueService.drain_all(timeout=15)  # the log and event workers send what they hold first
+        for instance in list(server.SubprocessASGIServer._instances.values()):
+            instance.stop()
+
+
+def finish(failure: BaseException | None = None) -> None:
+    """End of the command: a failure nobody caught goes to the log as a traceback and to the
+    terminal as one line; the terminal gets its descriptors back."""
+    output, _Quiet.output = _Quiet.output, None
+    if output is None:
+        return
+    with contextlib.suppress(Exception):
+        stop_prefect_server()
+    if failure is not None:
+        with output.log.open("a") as f:
+            traceback.print_exception(failure, file=f)
+    output.close()
+    if failure is not None:
+        reason = (str(failure) or type(failure).__name__).splitlines()[0]
+        err.print(f"[bold red]error:[/] {reason} (logs: {output.log})", soft_wrap=True)
+
+
+def emit_json(result: Any) -> None:
+    """One JSON object on stdout (the terminal's, also while quiet)."""
+    out.file.write(json.dumps(result, default=str) + "\n")
+    out.file.flush()
+
+
+def logs_line(to_stderr: bool = False) -> None:
+    """The one line that names the log, at the end of a quiet command."""
+    log = log_file()
+    if log:
+        (err if to_stderr else out).print(
+            f"[dim]the logs of Prefect, Ray and MLflow: {log}[/]", highlight=False, soft_wrap=True
+        )
+
+
+class _Progress(logging.Handler):
+    """Prefect's flow and task log lines ("embedded 512 / 890 chunks") as the status line's text."""
+
+    def __init__(self, update: Any, doing: str) -> None:
+        super().__init__(logging.INFO)
+        self.update, self.doing = update, doing
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.update(f"{self.doing}: {record.getMessage()[:100]}")
+
+
+@contextlib.contextmanager
+def working(doing: str) -> Iterator[None]:
+    """A status line while a flow runs (on a terminal), showing its latest progress line."""
+    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
+    with out.status(doing) as status:
+        handler = _Progress(status.update, doing)
+        for logger in loggers:
+            logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeHandler(handler)
+
+
+def setup(verbose: bool = True) -> Any:
+    """Settings, and the environment for Prefect, MLflow and Ray; quiet unless VERBOSE. While
+    `ragline up` runs on this data dir, flow runs go to its Prefect server; otherwise Prefect's
+    temporary server keeps them in the same database under the data dir, which `ragline up` opens
+    later: one history."""
     settings = get_settings()
+    quiet(settings, verbose)
     if not os.environ.get("PREFECT_API_URL"):
         from deployments.state import stack_prefect_api
 
@@ -52,7 +160,8 @@ def setup() -> Any:
 def run_flow(flow: Any, *args: Any) -> dict[str, Any]:
     """Run FLOW; when it fails, Prefect has logged the traceback: end with the one-line reason."""
     try:
-        return flow(*args)
+        with working(f"{flow.name} flow running"):
+            return flow(*args)
     except Exception as exc:
         fail(f"{flow.name} failed: {(str(exc) or type(exc).__name__).splitlines()[0]}")
         raise  # unreachable: _fail exits
@@ -60,12 +169,14 @@ def run_flow(flow: Any, *args: Any) -> dict[str, Any]:
 
 def print_result(result: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
-        print(json.dumps(result, default=str))
+        emit_json(result)
+        logs_line(to_stderr=True)  # stdout stays one JSON object
         return
     table = Table(title=title, show_header=False)
     for k, v in result.items():
         table.add_row(k, json.dumps(v, default=str) if isinstance(v, dict | list) else str(v))
     out.print(table)
+    logs_line()
 
 
 Port = Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default from settings)")]

@@ -13,8 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
-from ragline.console import Collection, err, fail, out, setup
-from ragline.quiet import LibraryOutput
+from ragline.console import (
+    Collection,
+    Verbose,
+    fail,
+    log_file,
+    logs_line,
+    out,
+    setup,
+    stop_prefect_server,
+    working,
+)
 from ragline.service import show_answer
 
 
@@ -28,7 +37,7 @@ class Stages:
     @contextlib.contextmanager
     def stage(self, name: str, doing: str) -> Iterator[None]:
         began = time.perf_counter()
-        with out.status(f"[{len(self.done) + 1}/{self.total}] {doing}"):
+        with working(f"[{len(self.done) + 1}/{self.total}] {doing}"):
             yield
         self.done.append((name, time.perf_counter() - began))
 
@@ -45,27 +54,26 @@ def demo(
     question: Annotated[str | None, typer.Option(help="the question to ask at the end")] = None,
     collection: Collection = "sample",
     serve: Annotated[bool, typer.Option("--serve", help="keep the chat page running until Ctrl-C")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="show Prefect's, Ray's and MLflow's logs too")
-    ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """The main job end to end on the bundled sample corpus: ingest → embed → evaluate → serve → ask."""
-    settings = setup()
-    log = settings.root / "logs" / "demo.log"
+    settings = setup(verbose)
     started = time.perf_counter()
     try:
-        with contextlib.nullcontext() if verbose else LibraryOutput(log, out, err):
+        try:
             _run(settings, question, collection, serve)
+        finally:
+            stop_prefect_server()
     except typer.Exit:
         raise
     except Exception as exc:  # the one-line reason here; the traceback is in the log
         reason = (str(exc) or type(exc).__name__).splitlines()[0]
-        if not verbose:
+        log = log_file()
+        if log:
             with log.open("a") as f:
                 traceback.print_exc(file=f)
-        fail(f"the demo failed: {reason}" + ("" if verbose else f" (logs: {log})"))
-    if not verbose:
-        out.print(f"[dim]the logs of Prefect, Ray and MLflow: {log}[/]", highlight=False, soft_wrap=True)
+        fail(f"the demo failed: {reason}")
+    logs_line()
     out.rule(f"done in {time.perf_counter() - started:.0f} s")
 
 
@@ -127,12 +135,9 @@ def _run(settings: Any, question: str | None, collection: str, serve: bool) -> N
             _serve_until_interrupted(url, collection)
     finally:
         began = time.perf_counter()
-        with out.status("stopping Serve, Ray and Prefect's temporary server"):
+        with out.status("stopping Serve and Ray"):
             runner.stop()
-            from prefect.server.api.server import SubprocessASGIServer
-
-            SubprocessASGIServer().stop()  # now, into the log, not at exit onto the terminal
-        out.print(f"[dim]stopped Serve, Ray and Prefect in {time.perf_counter() - began:.1f} s[/]")
+        out.print(f"[dim]stopped Serve and Ray in {time.perf_counter() - began:.1f} s[/]")
 
 
 def _next_steps(settings: Any, ing: dict, emb: dict, ev: dict, stages: Stages) -> None:

@@ -3,7 +3,6 @@ whole local stack, `up` and `status`."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.table import Table
 
 from pipelines.settings import get_settings
-from ragline.console import AsJson, Port, fail, out, setup
+from ragline.console import AsJson, Port, Verbose, emit_json, fail, logs_line, out, setup
 
 
 def up(
@@ -25,10 +24,11 @@ def up(
     project_dir: Annotated[Path | None, typer.Option(help="folder of prefect.yaml and flows/")] = None,
     ray_cpus: Annotated[int | None, typer.Option(help="logical CPUs of the Ray head")] = None,
     timeout: Annotated[float, typer.Option(help="seconds each component may take to start")] = 300.0,
+    verbose: Verbose = False,
 ) -> None:
     """The whole local stack until Ctrl-C: Prefect server + worker with the deployments of
     prefect.yaml, MLflow UI, Ray (dashboard) and the Serve app. Logs: <data dir>/stack/logs."""
-    settings = setup()
+    settings = setup(verbose)
     from deployments.stack import StackConfig, run
 
     config = StackConfig.from_settings(
@@ -57,6 +57,7 @@ def up(
     reason = run(settings, config, out.print, ready)
     if reason:
         fail(reason)
+    logs_line()
 
 
 def status(as_json: AsJson = False) -> None:
@@ -66,7 +67,7 @@ def status(as_json: AsJson = False) -> None:
 
     result = stack_status(get_settings())
     if as_json:
-        print(json.dumps(result))
+        emit_json(result)
     elif not result["running"] and not result["components"]:
         out.print(f"`ragline up` is not running for {result['data_dir']}")
     else:
@@ -86,9 +87,10 @@ def serve(
     config: Annotated[
         Path | None, typer.Option(help="Serve config file, e.g. deployments/serve-local.yaml")
     ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run the Ray Serve application (default http://127.0.0.1:8000) until stopped with Ctrl-C."""
-    settings = setup()
+    settings = setup(verbose)
     from serving import runner
     from serving.config import load_serve_config
 
@@ -108,7 +110,8 @@ def serve(
         except ValueError as exc:
             fail(str(exc), 2)
         overrides = cfg.deployments
-    url = runner.start(settings, overrides)
+    with out.status("starting Ray Serve"):
+        url = runner.start(settings, overrides)
     out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
     stopping = {"now": False}
 
@@ -123,6 +126,7 @@ def serve(
     finally:
         out.print("stopping…")
         runner.stop()
+        logs_line()
 
 
 def chat(
@@ -143,7 +147,7 @@ def chat(
     if r.status_code != 200:
         fail(f"{r.status_code} {body.get('error', {}).get('message', body)}")
     if as_json:
-        print(json.dumps(body))
+        emit_json(body)
     else:
         show_answer(body)
 

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pipelines.generation.base import Generator
 from pipelines.generation.local import LocalGenerator
 from pipelines.generation.onnx_engine import OnnxGenerator, engine_available
 from pipelines.generation.openai_server import OpenAIGenerator
 from pipelines.generation.vllm_engine import VLLMGenerator
+from pipelines.models import resolve_generator_model, resolve_onnx_model
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,3 +46,14 @@ def make_generator(settings: Settings, threads: int | None = None) -> Generator 
     if settings.generator == "local":
         log.warning("onnxruntime-genai is not installed: generating with transformers (slower)")
     return LocalGenerator(settings.generator_model, settings.model_cache, threads=threads)
+
+
+def prepare_generator(settings: Settings) -> list[Path]:
+    """Do now the one-time conversions the configured local generator needs (cached in the model
+    cache; nothing to do the second time), without loading the model. The folders, in order."""
+    if settings.generator not in ("local", "onnx", "vllm"):
+        return []
+    source = resolve_generator_model(settings.generator_model, settings.model_cache)
+    if settings.generator == "onnx" or (settings.generator == "local" and engine_available()):
+        return [source, resolve_onnx_model(source, settings.model_cache, settings.onnx_precision)]
+    return [source]

@@ -5,8 +5,10 @@
 1. /v1/search through Serve vs the same Retriever (+ query embedding) called in-process, in turns
    per question, one request at a time: p50/p95 and the p50 ratio (goal: Serve adds < 30%), and
    where the served time goes, from the response's timings (benchmarks/serve_hops.py: the floor).
+   Two graphs in the same turns: the CPU default (the retriever replica embeds its batches itself,
+   `query_embedder: inline`) and serve-gpu.yaml's (a QueryEmbedder deployment, one crossing more).
 2. /v1/search with N concurrent clients for S seconds, query batching on vs off (the retriever
-   service's search batches and the embedder's): requests/s, errors. The clients cycle through
+   service's search batches, each embedded in one forward pass): requests/s, errors. The clients cycle through
    the 16 questions below and the 43 of the sample evaluation set.
 3. /v1/chat on the CPU model, streamed: time to first token and tokens/s.
 Nothing is asserted (these machines are noisy).
@@ -92,6 +94,7 @@ def main() -> None:
     os.environ["RAGLINE_DATA_DIR"] = tempfile.mkdtemp(prefix="rl-serve-")
 
     import httpx
+    from ray import serve
 
     import flows  # noqa: F401
     from flows.refresh import refresh_flow
@@ -108,12 +111,18 @@ def main() -> None:
 
     embedder, retriever = Embedder(threads=1), Retriever(Store.from_settings(settings), "sample")
     url = runner.start(settings)
+    # serve-gpu.yaml's graph beside it, holding no CPUs: the same searches, one crossing more
+    zero = {"ray_actor_options": {"num_cpus": 0}}
+    split_settings = settings.model_copy(update={"query_embedder": "deployment"})
+    names = ("ChatIngress", "QueryEmbedder", "RetrieverService", "GeneratorService")
+    split = runner.start(split_settings, dict.fromkeys(names, zero), name="split", route_prefix="/split")
     questions = all_questions()
-    inproc, served = [], []
+    inproc, served, served_split = [], [], []
     parts: dict[str, list[float]] = {k: [] for k in ("embed", "search", "http", "call", "emb_call", "own")}
     with httpx.Client(timeout=30) as c:
-        for q in questions:  # warm-up, both ways
+        for q in questions:  # warm-up, every way
             c.post(f"{url}/v1/search", json={"query": q})
+            c.post(f"{split}/v1/search", json={"query": q})
             retriever.retrieve(q, embedder.embed([q])[0])
         # In turns, question by question: the machine's noise falls on both alike.
         for _ in range(args.rounds):
@@ -134,19 +143,29 @@ def main() -> None:
                 parts["call"].append(timings["retrieval_ms"] - timings["embed_ms"] - timings["search_ms"])
                 parts["emb_call"].append(timings["embed_ms"])
                 parts["own"].append(timings["search_ms"])
+                t = time.perf_counter()
+                r = c.post(f"{split}/v1/search", json={"query": q})
+                served_split.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, r.text
+    serve.delete("split")
     p50_in, p50_srv = statistics.median(inproc), statistics.median(served)
+    p50_split = statistics.median(served_split)
     print(
         f"1. /v1/search latency over {len(served)} requests: Serve p50 {p50_srv:.1f} ms, p95 "
         f"{pct(served, 0.95):.1f} ms; in-process retriever p50 {p50_in:.1f} ms, "
         f"p95 {pct(inproc, 0.95):.1f} ms; "
         f"Serve adds {100 * (p50_srv / p50_in - 1):.0f}% at p50 (ratio {p50_srv / p50_in:.2f})"
     )
+    print(
+        f"   the query embedder as a deployment of its own (serve-gpu.yaml's graph): p50 "
+        f"{p50_split:.1f} ms (ratio {p50_split / p50_in:.2f} to in-process)"
+    )
     med = {k: statistics.median(v) for k, v in parts.items()}
     print(
         f"   medians through Serve: HTTP + ingress {med['http']:.1f} ms, ingress -> retriever call "
-        f"{med['call']:.1f} ms, retriever -> embedder call {med['emb_call']:.1f} ms (in-process "
+        f"{med['call']:.1f} ms, the batch's query embedding {med['emb_call']:.1f} ms (in-process "
         f"embedding {med['embed']:.1f} ms), retriever's own work {med['own']:.1f} ms (in-process "
-        f"search {med['search']:.1f} ms; its full-text part runs during the embedder call)"
+        f"search {med['search']:.1f} ms; its full-text part runs during the embedding)"
     )
 
     figures: dict[str, object] = {
@@ -155,12 +174,14 @@ def main() -> None:
         "inprocess_p50_ms": p50_in,
         "inprocess_p95_ms": pct(inproc, 0.95),
         "ratio": p50_srv / p50_in,
+        "deployment_graph_p50_ms": p50_split,
+        "deployment_graph_ratio": p50_split / p50_in,
         "breakdown_ms": med,
     }
     off = {"max_batch_size": 1}  # and every search at once, as if there were no batcher
     for label, configs in (
-        ("batching on", {"QueryEmbedder": {}, "RetrieverService": {}}),
-        ("batching off", {"QueryEmbedder": off, "RetrieverService": {**off, "max_concurrent_batches": 64}}),
+        ("batching on", {"RetrieverService": {}}),
+        ("batching off", {"RetrieverService": {**off, "max_concurrent_batches": 64}}),
     ):
         runner.update_user_config(settings, configs)
         time.sleep(2)

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     context_tokens: int = 600  # small models stay grounded with fewer, shorter sources
 
     # serving
+    # inline: each retriever replica embeds its search batches itself, one crossing between
+    # processes fewer (the CPU default); deployment: a QueryEmbedder deployment of its own that
+    # scales apart, e.g. on GPUs (serve-gpu.yaml).
+    query_embedder: Literal["inline", "deployment"] = "inline"
     sessions_url: str | None = None  # SQLAlchemy URL; None = SQLite under the data dir
     generation_timeout_s: float = 120.0
     # Refuse (the sources do not say; no model call) below this query-to-passage similarity. None:

@@ -118,7 +118,7 @@ def _run(settings: Any, question: str | None, collection: str, serve: bool) -> N
     from serving import runner
 
     try:
-        with stages.stage("serve", "starting Ray Serve (query embedder, retriever, generator)"):
+        with stages.stage("serve", "starting Ray Serve (retriever with its query embedder, generator)"):
             url = runner.start(settings.model_copy(update={"serve_log_level": "WARNING"}))
         stages.ok(f"serving at {url}")
         out.print(f"\n[bold]Question:[/] {question}", highlight=False)

@@ -1,8 +1,10 @@
-"""The Ray Serve graph: HTTP ingress (FastAPI) → retriever service (→ query embedder, once per
-search batch) → generator.
+"""The Ray Serve graph: HTTP ingress (FastAPI) → retriever service (which embeds each search batch
+itself, or asks a query embedder deployment once per batch) → generator.
 
 A search is one call from the ingress: the retriever service batches the searches that arrive
-while it is busy and asks the embedder for the batch's vectors (benchmarks/README.md has why).
+while it is busy and embeds the batch's queries in one forward pass (benchmarks/README.md has why).
+`query_embedder: inline` (the CPU default) keeps the embedder in the retriever replica, one crossing
+between processes fewer; `deployment` (serve-gpu.yaml) gives it a deployment that scales apart.
 Each deployment wraps one `pipelines` component; the same `Retriever` class answers here, in
 evaluation and in notebooks. `build_app(settings)` composes the graph; `app_builder(args)` is the
 entry point for Serve config files (`import_path: serving.app:app_builder`).
@@ -31,10 +33,9 @@ def build_app(settings: Settings, overrides: dict[str, dict[str, Any]] | None = 
     def bind(deployment: Any, *args: Any) -> Any:
         return deployment.options(**overrides.get(deployment.name, {})).bind(*args)
 
-    embedder = bind(QueryEmbedder, portable)
+    embedder = bind(QueryEmbedder, portable) if settings.query_embedder == "deployment" else None
     return bind(
         ChatIngress,
-        embedder,
         bind(RetrieverService, embedder, portable),
         bind(GeneratorService, portable),
         portable,

@@ -89,12 +89,10 @@ def _sse(event: str, data: Any) -> str:
 class ChatIngress:
     def __init__(
         self,
-        embedder: DeploymentHandle,
         retriever: DeploymentHandle,
         generator: DeploymentHandle,
         settings: dict[str, Any],
     ) -> None:
-        self.embedder = embedder
         self.retriever = retriever
         self.generator = generator
         self.settings = Settings(**settings)
@@ -332,5 +330,5 @@ class ChatIngress:
         collection = self.settings.default_collection
         index = await self.retriever.describe.remote(collection)  # 404 until the index exists
         generator = await self.generator.describe.remote()
-        await self.embedder.embed.remote(["ready"])
+        await self.retriever.embed_ready.remote()
         return {"status": "ready", "collection": collection, "index": index, "generator": generator}

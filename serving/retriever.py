@@ -1,5 +1,6 @@
-"""The retriever deployment: batches the searches that arrive while it is busy, asks the query
-embedder once per batch, and answers them with the one `Retriever` of each collection."""
+"""The retriever deployment: batches the searches that arrive while it is busy, embeds each batch's
+queries in one forward pass (its own `Embedder`, or one call to the query embedder deployment),
+and answers them with the one `Retriever` of each collection."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from pipelines.index.embedding import Embedder
 from pipelines.retrieval import Embed, Hit, Query, RetrievalConfig, Retriever
 from pipelines.settings import Settings
 from pipelines.store import Store
@@ -44,10 +46,13 @@ class RetrieverService:
     # On 2 cores that beat two overlapping batches by ~5% in requests/s (benchmarks/README.md).
     SLOTS = 1
 
-    def __init__(self, embedder: DeploymentHandle, settings: dict[str, Any]) -> None:
-        self.embedder = embedder
-        self._batcher = Batcher(self._search_batch, self.MAX_BATCH, self.SLOTS)
+    def __init__(self, embedder: DeploymentHandle | None, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
+        self.embedder = embedder  # None: embed here (query_embedder inline)
+        self._own: Embedder | None = None
+        if embedder is None:  # one thread: a batch's forward pass beside this replica's searches
+            self._own = Embedder(self.settings.embedding_model, device=self.settings.embed_device, threads=1)
+        self._batcher = Batcher(self._search_batch, self.MAX_BATCH, self.SLOTS)
         self.store = Store.from_settings(self.settings, read_consistency=timedelta(seconds=self.RECHECK_S))
         self.config = RetrievalConfig.from_settings(self.settings)
         self._base = self.config
@@ -152,13 +157,29 @@ class RetrieverService:
                 out[i] = result if isinstance(result, Exception) else (result, timing.get("embed_ms"))
         return out
 
+    async def embed_ready(self) -> bool:
+        """For /readyz: the query embedder answers (this replica's own, or the deployment)."""
+        await self._embed(["ready"])
+        return True
+
+    async def _embed(self, texts: list[str]) -> dict[str, Any]:
+        """{"model_hash", "vectors"}: from this replica's embedder in a thread (the event loop keeps
+        serving), or from the deployment, asked again once if its replica died."""
+        own = self._own
+        if own is not None:
+            vectors = await asyncio.to_thread(own.embed, texts)
+            return {"model_hash": own.info.path_hash, "vectors": vectors}
+        handle = self.embedder
+        assert handle is not None
+        return await resilience.retry_if_replica_died(lambda: handle.embed.remote(texts))
+
     def _embed_for(self, r: Retriever, timing: dict[str, float]) -> Embed:
-        """The query embedder as R's embed function: asked again once if its replica died, and
-        checked to run the model R's index was built with."""
+        """The query embedder as R's embed function, checked to run the model R's index was built
+        with."""
 
         async def embed(texts: list[str]) -> Any:
             t = time.perf_counter()
-            embedded = await resilience.retry_if_replica_died(lambda: self.embedder.embed.remote(texts))
+            embedded = await self._embed(texts)
             timing["embed_ms"] = elapsed_ms(t)
             release_slot()  # the next batch may go to the embedder while this one is searched
             if embedded["model_hash"] != r.model.path_hash:

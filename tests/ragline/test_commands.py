@@ -234,12 +234,16 @@ def test_refresh_keeps_the_champions_chunking_variant_current(data_dir: Path) ->
         "# Kelp forests\n\nGiant kelp grows up to half a metre a day in cold, nutrient-rich water. "
         "Sea otters keep the forests alive by eating the urchins that graze on the kelp."
     )
-    result = json.loads(
-        _ragline(
-            data_dir, "refresh", str(corpus / "docs"), str(corpus / "python-reference.jsonl"),
-            "-c", COLLECTION, "--json",
-        ).stdout.splitlines()[-1]
+    done = _ragline(
+        data_dir, "refresh", str(corpus / "docs"), str(corpus / "python-reference.jsonl"),
+        "-c", COLLECTION, "--json",
     )  # fmt: skip
+    # Quiet like every command: stdout is the one JSON object, stderr names the log, nothing foreign.
+    assert len(done.stdout.splitlines()) == 1, done.stdout
+    result = json.loads(done.stdout)
+    foreign = [line for line in (done.stdout + done.stderr).splitlines() if any(m in line for m in FOREIGN)]
+    assert not foreign, foreign
+    assert f"the logs of Prefect, Ray and MLflow: {data_dir / 'logs' / 'refresh.log'}" in done.stderr
     assert result["ingest"]["documents"] == 1  # only the new document was new
     assert result["champion_variant"] == variant
     assert store.champion(COLLECTION)["version"] == "1"  # refresh keeps the champion ...
@@ -253,4 +257,18 @@ def test_refresh_keeps_the_champions_chunking_variant_current(data_dir: Path) ->
     assert set(index.to_arrow().column("id").to_pylist()) == set(variant_chunks.column("id").to_pylist())
     hits = index.search("sea otters urchins kelp", query_type="fts").limit(3).to_list()
     assert hits and hits[0]["doc_id"] == new_id  # and finds it by full text right after
+    _assert_nothing_left(data_dir)
+
+
+@pytest.mark.usefixtures("demo")
+def test_demo_verbose_shows_the_libraries_logs(data_dir: Path) -> None:
+    """`--verbose`: the same stages, with Prefect's (and the others') lines on the terminal again.
+    A second run on the same data dir: nothing is new to ingest or embed."""
+    r = _ragline(data_dir, "demo", "--verbose")
+    terminal = r.stdout + r.stderr
+    for stage in ("[2/5] ingest", "0 new/changed", "[3/5] embed: 0 embedded", "[5/5] serving at"):
+        assert stage in terminal, terminal
+    assert " | INFO    | Flow run " in terminal and "Finished in state Completed" in terminal
+    assert "the logs of Prefect, Ray and MLflow" not in terminal  # nothing went to a log
+    assert "Sources" in r.stdout and "[1] " in r.stdout
     _assert_nothing_left(data_dir)

@@ -1,5 +1,7 @@
 """A second Serve app for the operations tests, beside the main one on the same HTTP port: tracing on,
-and two replicas of the embedder and the retriever, so that killing one leaves one to answer."""
+the query embedder as a deployment of its own (serve-gpu.yaml's graph; the main app embeds inside its
+retriever), and two replicas of the embedder and the retriever, so that killing one leaves one to
+answer."""
 
 from __future__ import annotations
 
@@ -21,7 +23,13 @@ def ops_service(service: str, settings: Settings) -> Iterator[str]:
 
     port = int(service.rsplit(":", 1)[1])
     app_settings = settings.model_copy(
-        update={"default_collection": E2E_COLLECTION, "port": port, "trace_requests": True}
+        # the deployment graph of serve-gpu.yaml: a QueryEmbedder of its own to kill
+        update={
+            "default_collection": E2E_COLLECTION,
+            "port": port,
+            "trace_requests": True,
+            "query_embedder": "deployment",
+        }
     )
     zero = {"ray_actor_options": {"num_cpus": 0}}  # the main app holds the CPUs
     two = {**zero, "autoscaling_config": {"min_replicas": 2, "max_replicas": 2}}

@@ -35,6 +35,7 @@ class _Quiet:
     """The redirection of the running command, if it is quiet."""
 
     output: LibraryOutput | None = None
+    start = 0  # the log's size when the command began: a hint names it only if it has news
 
 
 def log_file() -> Path | None:
@@ -44,7 +45,8 @@ def log_file() -> Path | None:
 
 def _logs_hint() -> str:
     log = log_file()
-    return f" (logs: {log})" if log else ""
+    grew = log is not None and log.exists() and log.stat().st_size > _Quiet.start
+    return f" (logs: {log})" if grew else ""
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -59,7 +61,9 @@ def quiet(settings: Any, verbose: bool) -> None:
     if verbose or _Quiet.output is not None:
         return
     name = next((a for a in sys.argv[1:] if not a.startswith("-")), "ragline")  # the command
-    _Quiet.output = LibraryOutput(settings.root / "logs" / f"{name}.log", out, err).__enter__()
+    log = settings.root / "logs" / f"{name}.log"
+    _Quiet.start = log.stat().st_size if log.exists() else 0
+    _Quiet.output = LibraryOutput(log, out, err).__enter__()
 
 
 def stop_prefect_server() -> None:

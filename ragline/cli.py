@@ -20,6 +20,7 @@ from ragline.console import (
     logs_line,
     out,
     print_result,
+    reason,
     run_flow,
     setup,
     working,
@@ -207,7 +208,7 @@ def prepare(verbose: Verbose = False) -> None:
         try:
             folders = prepare_generator(settings)
         except Exception as exc:
-            fail(f"model conversion failed: {(str(exc) or type(exc).__name__).splitlines()[0]}")
+            fail(f"model conversion failed: {reason(exc)}")
             return
     for folder in folders:
         out.print(f"[green]✓[/] model ready: {folder}", highlight=False, soft_wrap=True)

@@ -49,6 +49,11 @@ def _logs_hint() -> str:
     return f" (logs: {log})" if grew else ""
 
 
+def reason(exc: BaseException) -> str:
+    """An exception as the one line a person reads."""
+    return (str(exc) or type(exc).__name__).splitlines()[0]
+
+
 def fail(message: str, code: int = 1) -> None:
     hint = _logs_hint() if code == 1 else ""  # a usage error (2) is not in any log
     err.print(f"[bold red]error:[/] {message}{hint}", soft_wrap=True)  # one line, whatever the width
@@ -91,8 +96,7 @@ def finish(failure: BaseException | None = None) -> None:
             traceback.print_exception(failure, file=f)
     output.close()
     if failure is not None:
-        reason = (str(failure) or type(failure).__name__).splitlines()[0]
-        err.print(f"[bold red]error:[/] {reason} (logs: {output.log})", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {reason(failure)} (logs: {output.log})", soft_wrap=True)
 
 
 def emit_json(result: Any) -> None:
@@ -137,7 +141,7 @@ def working(doing: str) -> Iterator[None]:
                 logger.removeHandler(handler)
 
 
-def setup(verbose: bool = True) -> Any:
+def setup(verbose: bool) -> Any:
     """Settings, and the environment for Prefect, MLflow and Ray; quiet unless VERBOSE. While
     `ragline up` runs on this data dir, flow runs go to its Prefect server; otherwise Prefect's
     temporary server keeps them in the same database under the data dir, which `ragline up` opens
@@ -167,7 +171,7 @@ def run_flow(flow: Any, *args: Any) -> dict[str, Any]:
         with working(f"{flow.name} flow running"):
             return flow(*args)
     except Exception as exc:
-        fail(f"{flow.name} failed: {(str(exc) or type(exc).__name__).splitlines()[0]}")
+        fail(f"{flow.name} failed: {reason(exc)}")
         raise  # unreachable: _fail exits
 
 

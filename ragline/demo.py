@@ -20,6 +20,7 @@ from ragline.console import (
     log_file,
     logs_line,
     out,
+    reason,
     setup,
     stop_prefect_server,
     working,
@@ -67,12 +68,11 @@ def demo(
     except typer.Exit:
         raise
     except Exception as exc:  # the one-line reason here; the traceback is in the log
-        reason = (str(exc) or type(exc).__name__).splitlines()[0]
         log = log_file()
         if log:
             with log.open("a") as f:
                 traceback.print_exc(file=f)
-        fail(f"the demo failed: {reason}")
+        fail(f"the demo failed: {reason(exc)}")
     logs_line()
     out.rule(f"done in {time.perf_counter() - started:.0f} s")
 

@@ -137,6 +137,22 @@ def publish(collection: str, report: EvalReport, run_id: str, exp_id: str, title
     return url
 
 
+def remember_refusal(
+    settings: Settings, collection: str, report: EvalReport, split: Split, mode: str | None
+) -> float | None:
+    """Serve with the refusal threshold this evaluation learned from its unanswerable questions,
+    while the collection has no champion that brings one (`ragline optimize` learns its own on the
+    search split). A held-out split only scores, and a mode override is not what serving runs."""
+    threshold = report.metrics.get("refusal_min_similarity")
+    store = Store.from_settings(settings)
+    champion_has_one = ((store.champion(collection) or {}).get("refusal") or {}).get("min_similarity")
+    if threshold is None or split == "holdout" or mode or champion_has_one is not None:
+        return None
+    store.set_refusal(collection, threshold)
+    get_run_logger().info("serving refuses below similarity %.4f (learned from this evaluation)", threshold)
+    return threshold
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(
     collection: str,
@@ -166,6 +182,7 @@ def evaluate_flow(
     url = publish(
         collection, report, run.info.run_id, run.info.experiment_id, f"Evaluation of `{collection}`"
     )
+    learned = remember_refusal(settings, collection, report, split, mode)
     return {
         "collection": collection,
         "dataset": str(dataset),
@@ -174,6 +191,7 @@ def evaluate_flow(
         "metrics": summary(report),
         "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},
         "failures": report.failures.height,
+        "refusal_learned": learned,
         "mlflow_run_id": run.info.run_id,
         "mlflow_experiment_id": run.info.experiment_id,
         "mlflow_url": url,

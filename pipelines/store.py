@@ -30,6 +30,9 @@ REGISTRY_SCHEMA = pa.schema(
         ("updated_at", pa.timestamp("us", tz="UTC")),
         # JSON of the promoted champion: {"name", "version", "retrieval": {...}, "index_table", ...}
         ("champion", pa.string()),
+        # The refusal threshold the latest evaluation learned (generation/refusal.py); serving uses it
+        # while no champion brings its own. Vectors of another model void it (set_active_index).
+        ("refusal_min_similarity", pa.float64()),
     ]
 )
 
@@ -217,13 +220,17 @@ class Store:
     def set_active_index(self, collection: str, table_name: str, model: ModelInfo) -> None:
         """Record the index a fresh embed run built; a promoted champion stays promoted."""
         previous = self._registry_row(collection) or {}
+        model_json = json.dumps(asdict(model))
         self._write_registry(
             {
                 "collection": collection,
                 "index_table": table_name,
-                "model": json.dumps(asdict(model)),
+                "model": model_json,
                 "updated_at": datetime.now(UTC),
                 "champion": previous.get("champion"),
+                "refusal_min_similarity": (
+                    previous.get("refusal_min_similarity") if previous.get("model") == model_json else None
+                ),
             }
         )
 
@@ -239,6 +246,19 @@ class Store:
         row["champion"] = json.dumps(champion) if champion else None
         row["updated_at"] = datetime.now(UTC)
         self._write_registry(row)
+
+    def set_refusal(self, collection: str, min_similarity: float | None) -> None:
+        """Record the refusal threshold an evaluation of COLLECTION learned (None forgets it)."""
+        row = self._registry_row(collection)
+        if row is None:
+            raise CollectionNotFoundError(f"collection {collection!r} has no index to calibrate")
+        row["refusal_min_similarity"] = min_similarity
+        row["updated_at"] = datetime.now(UTC)
+        self._write_registry(row)
+
+    def refusal(self, collection: str) -> float | None:
+        row = self._registry_row(collection)
+        return row.get("refusal_min_similarity") if row else None
 
     def champion(self, collection: str) -> dict[str, Any] | None:
         row = self._registry_row(collection)

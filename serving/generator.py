@@ -64,6 +64,7 @@ class GeneratorService:
         history: list[dict[str, str]],
         max_tokens: int | None,
         temperature: float | None,
+        min_similarity: float | None = None,
     ) -> dict[str, Any]:
         # Async, the engine's work in a thread: the replica's event loop stays free for other
         # requests (streams interleave with it) and for Serve's health checks.
@@ -72,7 +73,7 @@ class GeneratorService:
         out = await asyncio.to_thread(
             self.generator.generate, messages, **self._sampling(max_tokens, temperature)
         )
-        checked = await asyncio.to_thread(self._check, out.text, hits[:used], question)
+        checked = await asyncio.to_thread(self._check, out.text, hits[:used], question, min_similarity)
         return {**out.to_dict(), "used": used, **checked}
 
     async def stream(
@@ -82,6 +83,7 @@ class GeneratorService:
         history: list[dict[str, str]],
         max_tokens: int | None,
         temperature: float | None,
+        min_similarity: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Yields {"text": piece}... then {"done": {usage, model, used}}. When the caller cancels
         (a client gone, the ingress's timeout), Serve cancels this task and the engine stops at its
@@ -104,11 +106,16 @@ class GeneratorService:
                 "completion_tokens": self.generator.count_tokens("".join(pieces)),
                 "model": self.generator.name,
                 "used": used,
-                **await asyncio.to_thread(self._check, clean_answer("".join(pieces)), hits[:used], question),
+                **await asyncio.to_thread(
+                    self._check, clean_answer("".join(pieces)), hits[:used], question, min_similarity
+                ),
             }
         }
 
-    def _check(self, answer: str, hits: list[dict[str, Any]], question: str) -> dict[str, Any]:
-        """{"text": the checked answer, "grounded", "citations"} (pipelines/generation/citations.py)."""
+    def _check(
+        self, answer: str, hits: list[dict[str, Any]], question: str, min_similarity: float | None
+    ) -> dict[str, Any]:
+        """{"text": the checked answer, "grounded", "citations", "refused"}
+        (pipelines/generation/citations.py)."""
         assert self.checker is not None
-        return self.checker.check(answer, [h["text"] for h in hits], question).to_dict()
+        return self.checker.check(answer, [h["text"] for h in hits], question, min_similarity).to_dict()

@@ -206,7 +206,7 @@ class ChatIngress:
         try:
             out = await asyncio.wait_for(
                 self.generator.answer.remote(
-                    req.message, turn.hits, turn.history, req.max_tokens, req.temperature
+                    req.message, turn.hits, turn.history, req.max_tokens, req.temperature, turn.min_similarity
                 ),
                 timeout=self.settings.generation_timeout_s,
             )
@@ -237,7 +237,7 @@ class ChatIngress:
         done: dict[str, Any] | None = None
         degraded_reason = None
         stream = self.generator.options(stream=True).stream.remote(
-            req.message, turn.hits, turn.history, req.max_tokens, req.temperature
+            req.message, turn.hits, turn.history, req.max_tokens, req.temperature, turn.min_similarity
         )
         try:  # the same timeout as the plain path; a client gone or a timeout stops the engine too
             async with asyncio.timeout(self.settings.generation_timeout_s):

@@ -204,7 +204,7 @@ class Evaluator:
         passages = [h.text for h in used]
         answer, repaired = out.text, 0
         if self.options.check_citations:
-            checked = self.checker.check(out.text, passages, question)
+            checked = self.checker.check(out.text, passages, question, self._min_similarity)
             answer, repaired = checked.text, checked.repaired
         scores = score_answer(self.embedder, question, answer, passages, reference)
         return {

@@ -21,7 +21,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from pipelines.generation.refusal import REFUSAL_ANSWER
+
 Status = Literal["checked", "repaired", "unsupported", "quoted", "redundant"]
+_CODE = re.compile(r"```.*?(?:```|$)", re.S)  # a fenced code block is one piece, never split
 _SENTENCE = re.compile(r".+?(?:[.!?](?:\s*\[\d{1,3}\])*[\"')\]]*(?=\s|$)|\n|$)", re.S)
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
 _WORD = re.compile(r"[a-z0-9_]+")
@@ -104,6 +107,7 @@ class CheckedAnswer:
     text: str
     grounded: bool
     citations: list[Citation] = field(default_factory=list)
+    refused: bool = False  # nothing the model said was supported, and no source sentence is close
 
     @property
     def repaired(self) -> int:
@@ -114,12 +118,35 @@ class CheckedAnswer:
             "text": self.text,
             "grounded": self.grounded,
             "citations": [asdict(c) for c in self.citations],
+            "refused": self.refused,
         }
 
 
 def split_sentences(text: str) -> list[str]:
-    """The answer's sentences, each with the citation marks that follow it."""
-    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+    """The answer's sentences, each with the citation marks that follow it; a fenced code block is
+    one piece."""
+    out: list[str] = []
+    at = 0
+    for code in [*_CODE.finditer(text), None]:
+        prose = text[at : code.start() if code else len(text)]
+        out += [s.strip() for s in _SENTENCE.findall(prose) if s.strip()]
+        if code:
+            out.append(code.group().strip())
+            at = code.end()
+    return out
+
+
+def is_code(piece: str) -> bool:
+    return piece.startswith("```")
+
+
+def join_pieces(pieces: Sequence[str]) -> str:
+    """Sentences joined as prose; a code block stands on lines of its own."""
+    text = ""
+    for i, piece in enumerate(pieces):
+        glue = "\n\n" if i and (is_code(piece) or is_code(pieces[i - 1])) else " " if i else ""
+        text += glue + piece
+    return text
 
 
 def _word_count(sentence: str) -> int:
@@ -170,8 +197,17 @@ class CitationChecker:
             start += len(ps)
         return out
 
-    def check(self, answer: str, passages: Sequence[str], question: str | None = None) -> CheckedAnswer:
-        """QUESTION, when given, lets an answer with no supported sentence fall back to a quote."""
+    def check(
+        self,
+        answer: str,
+        passages: Sequence[str],
+        question: str | None = None,
+        min_similarity: float | None = None,
+    ) -> CheckedAnswer:
+        """QUESTION, when given, lets an answer with no supported sentence fall back to a quote;
+        MIN_SIMILARITY (the collection's refusal threshold) is how close to the question that quote
+        must be, else the answer is the refusal: the model's words had no support and the sources
+        hold nothing close to the question."""
         if not passages:
             return CheckedAnswer(answer.strip(), grounded=False)
         sentences = split_sentences(answer)
@@ -184,14 +220,14 @@ class CitationChecker:
         kept = {i for i, c in zip(claims, citations, strict=True) if c.status != "unsupported"}
         if not kept:  # nothing supported: quote the sources if we can, else show the answer and say so
             if question and not _DECLINED.search(answer):
-                return self.quote(question, passages, citations)
+                return self.quote(question, passages, citations, min_similarity)
             return CheckedAnswer(answer.strip(), grounded=False, citations=citations)
         if question:
             by_sentence = dict(zip(claims, citations, strict=True))
             kept -= self._redundant(question, sentences, sorted(kept), by_sentence)
         shown = [s for i, s in enumerate(sentences) if i in kept or i not in claims]
         # What is shown is supported sentence by sentence; the dropped ones stay listed as unsupported.
-        return CheckedAnswer(" ".join(shown), grounded=True, citations=citations)
+        return CheckedAnswer(join_pieces(shown), grounded=True, citations=citations)
 
     @staticmethod
     def _redundant(
@@ -209,8 +245,15 @@ class CitationChecker:
             said |= words
         return out
 
-    def quote(self, question: str, passages: Sequence[str], dropped: list[Citation]) -> CheckedAnswer:
-        """The passage sentence closest to the question, with its [n]: what the sources say."""
+    def quote(
+        self,
+        question: str,
+        passages: Sequence[str],
+        dropped: list[Citation],
+        min_similarity: float | None = None,
+    ) -> CheckedAnswer:
+        """The passage sentence closest to the question, with its [n]: what the sources say; the
+        refusal when that sentence is less similar to the question than MIN_SIMILARITY."""
         # Passages keep their hard line wraps: join them, so a quote is a sentence, not a line.
         unwrapped = [_WRAP.sub(" ", p) for p in passages]
         pieces = [
@@ -221,7 +264,10 @@ class CitationChecker:
         if not pieces:
             return CheckedAnswer("", grounded=False, citations=dropped)
         vectors = self.encoder.embed([question] + [_CITE.sub("", s) for _, s in pieces])
-        j, sentence = pieces[int(np.argmax(vectors[1:] @ vectors[0]))]
+        similarity = vectors[1:] @ vectors[0]
+        if min_similarity is not None and float(similarity.max()) < min_similarity:
+            return CheckedAnswer(REFUSAL_ANSWER, grounded=False, citations=dropped, refused=True)
+        j, sentence = pieces[int(np.argmax(similarity))]
         text = _with_citations(" ".join(sentence.split()), [j])
         return CheckedAnswer(text, grounded=True, citations=[*dropped, Citation(text, [j], "quoted")])
 
@@ -236,6 +282,7 @@ class CitationChecker:
             citations.append(Citation(sentence, [], "unsupported"))
             return sentence
         sources = valid or [best]
-        fixed = _with_citations(sentence, sources)
+        # A code block keeps its text (a mark after its closing fence would break the fence).
+        fixed = sentence if is_code(sentence) else _with_citations(sentence, sources)
         citations.append(Citation(fixed, sources, "repaired"))
         return fixed

@@ -64,21 +64,31 @@ def cut_repetition(text: str) -> str:
 
 
 def end_at_sentence(text: str) -> str:
-    """Drop an unfinished last sentence (the model ran out of tokens) when a finished one comes
-    before it in the same paragraph. A list item or a paragraph of one fragment is kept whole."""
+    """Drop what the model left unfinished when it ran out of tokens: an unclosed code block, and
+    an unfinished last sentence (or last paragraph, when a finished one comes before it). A list
+    item, or an answer that is one fragment, is kept whole."""
+    if text.count("```") % 2:  # a code block cut off: its head would render as the rest of the page
+        text = text[: text.rfind("```")].rstrip()
     head, sep, last = text.rpartition("\n")
     last = last.rstrip()
-    if not last or _LIST_ITEM.match(last) or _FINISHED.search(last):
+    if not last or _LIST_ITEM.match(last) or _FINISHED.search(last) or last.startswith("```"):
         return text
     ends = list(_SENTENCE_END.finditer(last))
-    if not ends:
-        return text
-    return head + sep + last[: ends[-1].end()]
+    if ends:
+        return head + sep + last[: ends[-1].end()]
+    if _SENTENCE_END.search(head) or "```" in head:  # a finished paragraph comes before it
+        return head.rstrip()
+    return text
 
 
 def tidy_whitespace(text: str) -> str:
-    """Prose spacing: no runs of spaces, no trailing spaces, at most one blank line in a row."""
-    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.strip().splitlines()]
+    """Prose spacing: no runs of spaces, no trailing spaces, at most one blank line in a row. Lines
+    inside a code block keep their indentation (Python's is its syntax)."""
+    lines, in_code = [], False
+    for line in text.strip().splitlines():
+        fence = line.lstrip().startswith("```")
+        lines.append(line.rstrip() if in_code and not fence else re.sub(r"[ \t]+", " ", line).strip())
+        in_code ^= fence
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 

@@ -54,7 +54,9 @@ class Retriever:
         params = {**asdict(base or RetrievalConfig()), **champion.get("retrieval", {}), **override}
         retriever = cls(store, collection, RetrievalConfig(**params))
         retriever.champion_version = champion.get("version")
-        retriever.min_similarity = (champion.get("refusal") or {}).get("min_similarity")
+        # The champion's threshold (learned with its config), else the latest evaluation's.
+        learned = (champion.get("refusal") or {}).get("min_similarity")
+        retriever.min_similarity = learned if learned is not None else store.refusal(collection)
         return retriever
 
     def to_dict(self) -> dict[str, Any]:

@@ -101,6 +101,8 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
     m = ev["metrics"]
     assert {"ndcg@10", "recall@10", "mrr@10", "precision@5", "hit_rate@1"} <= set(m)
     assert m["ndcg@10"] > 0.5 and m["recall@10"] > 0.7  # the relevant topics are easy to find here
+    # No champion yet: serving takes the refusal threshold this evaluation learned (if it has one).
+    assert ev["refusal_learned"] == m.get("refusal_min_similarity")
 
     # The MLflow server (the UI's API) shows the run, its params, dataset and artifacts.
     run = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": ev["mlflow_run_id"]}).json()

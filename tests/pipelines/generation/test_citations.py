@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.generation.citations import CitationChecker, split_sentences
+from pipelines.generation.refusal import REFUSAL_ANSWER
 
 PASSAGES = [
     "The with statement wraps the execution of a block with methods defined by a context manager. "
@@ -95,3 +96,29 @@ def test_a_sentence_that_says_nothing_new_is_dropped_as_redundant(checker: Citat
     out = checker.check(answer, PASSAGES, "When does the exit method run?")
     assert out.text == "The exit method runs even when the block raises an exception [1]."
     assert [c.status for c in out.citations] == ["checked", "redundant"]
+
+
+def test_a_code_block_is_one_piece_kept_whole_or_dropped_whole(checker: CitationChecker) -> None:
+    code = "```python\nwith open(path) as f:\n    data = f.read()\n```"
+    assert split_sentences(f"Use it like this. {code} Done [1].") == ["Use it like this.", code, "Done [1]."]
+    invented = "```python\ndef rebind(func, *args):\n    return wrapper(func)\n```"
+    answer = f"The exit method runs even when the block raises an exception [1].\n\n{invented}"
+    out = checker.check(answer, PASSAGES, "When does the exit method run?")
+    # The invented code has no support: dropped whole, never cut into fragments of its lines.
+    assert out.text == "The exit method runs even when the block raises an exception [1]."
+    assert [c.status for c in out.citations] == ["checked", "unsupported"]
+    copied = "```\nwith manager:\n    block()\n```"
+    source = ["The with statement runs a block with a context manager:\n\n" + copied]
+    kept = checker.check(f"The with statement runs a block [1].\n\n{copied}", source).text
+    assert kept == f"The with statement runs a block [1].\n\n{copied}"  # the fence left intact
+
+
+def test_no_support_and_no_close_source_sentence_is_the_refusal(checker: CitationChecker) -> None:
+    question = "What is the capital of Australia?"
+    out = checker.check("The capital of Australia is Sydney [1].", PASSAGES, question, min_similarity=0.5)
+    assert out.refused and not out.grounded and out.text == REFUSAL_ANSWER
+    assert [c.status for c in out.citations] == ["unsupported"]
+    assert out.to_dict()["refused"]
+    # A close enough source sentence is still quoted (the threshold is the collection's own).
+    near = checker.check("Penguins fly [1].", PASSAGES, "What is a sourdough starter?", min_similarity=0.5)
+    assert not near.refused and near.citations[-1].status == "quoted"

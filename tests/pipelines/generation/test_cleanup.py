@@ -36,7 +36,10 @@ def test_a_stutter_is_said_once(text: str, clean: str) -> None:
         ("Cited claim without a full stop [2]", "Cited claim without a full stop [2]"),
         ("I do not know", "I do not know"),  # one fragment: kept rather than emptied
         ("Steps:\n1. Mix flour\n2. Add water", "Steps:\n1. Mix flour\n2. Add water"),  # a list item
-        ("First paragraph.\n\nSecond one is cut off and", "First paragraph.\n\nSecond one is cut off and"),
+        ("First paragraph.\n\nSecond one is cut off and", "First paragraph."),
+        ("A heading\nand a fragment", "A heading\nand a fragment"),  # nothing finished: kept
+        ("Use with [1].\n\n```python\nwith open(p) as f:\n    f.re", "Use with [1]."),  # open code
+        ("Like this:\n```\nwith x:\n    pass\n```", "Like this:\n```\nwith x:\n    pass\n```"),
     ],
 )  # fmt: skip
 def test_an_unfinished_last_sentence_is_dropped(text: str, ended: str) -> None:
@@ -47,5 +50,9 @@ def test_prose_spacing_and_stop_sequences() -> None:
     raw = "Green tea is steamed.   Black tea is oxidised.  \n\n\n\nBoth are C. sinensis [1].\nQuestion: x"
     assert clean_answer(raw) == ("Green tea is steamed. Black tea is oxidised.\n\nBoth are C. sinensis [1].")
     assert tidy_whitespace("  a \t b  \n c ") == "a b\nc"
+    code = "Like this:\n```python\nwith open(p) as f:\n    data = f.read()  \n```\n  done"
+    assert (
+        tidy_whitespace(code) == "Like this:\n```python\nwith open(p) as f:\n    data = f.read()\n```\ndone"
+    )
     for stop in STOP:  # the chat template's markers never reach a reader
         assert clean_answer(f"An answer [1].{stop}more") == "An answer [1]."

@@ -37,3 +37,24 @@ def test_text_hits_have_no_similarity_and_hybrid_keeps_the_vector_ones(retriever
     q = _rows(200).column("vector")[42].values.to_numpy()
     hybrid = retriever.retrieve("word42", q, mode="hybrid")
     assert hybrid[0].id == "r42" and hybrid[0].similarity == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_threshold_an_evaluation_learned_serves_until_a_champion_brings_its_own(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    store = Store(str(tmp_path_factory.mktemp("refusal")))
+    model = ModelInfo("m", "abcdef0123456789", 16)
+    table = store.index_table("c", model)
+    Store.upsert(table, _rows(20).cast(index_schema(16)))
+    store.set_active_index("c", table.name, model)
+    assert Retriever.champion(store, "c").min_similarity is None  # nothing learned: never refuses
+    store.set_refusal("c", 0.31)
+    assert Retriever.champion(store, "c").min_similarity == pytest.approx(0.31)
+    store.set_active_index("c", table.name, model)  # a re-embed with the same model keeps it
+    assert store.refusal("c") == pytest.approx(0.31)
+    store.set_champion("c", {"name": "c", "version": "1", "refusal": {"min_similarity": 0.4}})
+    assert Retriever.champion(store, "c").min_similarity == pytest.approx(0.4)  # the champion's wins
+    store.set_champion("c", None)
+    other = ModelInfo("m2", "fedcba9876543210", 16)  # another model's similarities: learned anew
+    store.set_active_index("c", store.index_table("c", other).name, other)
+    assert store.refusal("c") is None

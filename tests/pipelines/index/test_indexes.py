@@ -39,7 +39,7 @@ def test_large_tables_get_an_ann_index_small_ones_stay_flat(tmp_path: Path) -> N
     big = store.index_table("big", model)
     Store.upsert(big, _rows(ANN_MIN_ROWS).cast(index_schema(16)))
     info = build_indexes(big)
-    assert info["ann"]["type"] == "IVF_HNSW_SQ" and info["ann"]["num_partitions"] >= 1
+    assert info["ann"]["type"] == "IVF_PQ" and info["ann"]["num_partitions"] >= 1
     indexed = {tuple(ix.columns) for ix in big.list_indices()}
     assert ("vector",) in indexed and ("text",) in indexed
     q = _rows(ANN_MIN_ROWS).column("vector")[7].values.to_numpy()
@@ -55,7 +55,7 @@ def test_new_rows_join_both_indexes_incrementally_and_old_versions_go(tmp_path: 
     store = Store(str(tmp_path))
     table = store.index_table("grow", ModelInfo("test-model", "0123456789abcdef", 16))
     Store.upsert(table, _rows(ANN_MIN_ROWS).cast(index_schema(16)))
-    assert build_indexes(table)["ann"]["type"] == "IVF_HNSW_SQ"
+    assert build_indexes(table)["ann"]["type"] == "IVF_PQ"
     new = _rows(50, start=ANN_MIN_ROWS, seed=1)
     for i in range(0, 50, 10):  # five small writes, as an embed run's batches make them
         table.add(new.slice(i, 10).cast(index_schema(16)))

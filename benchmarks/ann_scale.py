@@ -42,7 +42,6 @@ SHARDS = 10  # source_uri takes one of these values: a filter on one selects ~10
 RECALL_GOAL = 0.95
 NPROBES = (10, 20, 40, 80, 160)  # of rows // 4096 partitions (244 at 1M)
 REFINE = (10, 30, 60)
-PQ_SUB_VECTORS = 48  # 8 dims per sub-vector: the SIMD-friendly size LanceDB's docs prefer
 
 
 def real_texts(dest: Path, n: int) -> list[str]:
@@ -146,12 +145,16 @@ def measure(
     return times, hits, float(np.mean(recall))
 
 
-def index_config(kind: str, partitions: int) -> Any:
-    from lancedb.index import IvfHnswSq, IvfPq
+def index_config(kind: str, rows: int) -> Any:
+    """IVF_PQ exactly as the store builds it; IVF_HNSW_SQ with the same partitions."""
+    from lancedb.index import IvfHnswSq
 
-    if kind == "IVF_PQ":  # what the store builds (pipelines/index/indexes.py)
-        return IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=PQ_SUB_VECTORS)
-    return IvfHnswSq(distance_type="cosine", num_partitions=partitions)
+    from pipelines.index.indexes import ann_config
+
+    config = ann_config(rows, DIM)
+    if kind == "IVF_PQ":
+        return config
+    return IvfHnswSq(distance_type="cosine", num_partitions=config.num_partitions)
 
 
 def pick(cands: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,13 +250,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     fts_build_s = time.perf_counter() - t
     print(f"FTS index on text built in {fts_build_s:.1f} s", flush=True)
 
-    partitions = max(1, args.rows // 4096)
+    partitions = index_config("IVF_PQ", args.rows).num_partitions
     probes = sorted({min(n, partitions) for n in NPROBES})
     candidates: list[dict[str, Any]] = []
     per_type: dict[str, dict[str, Any]] = {}
     for kind in args.types.split(","):
         t = time.perf_counter()
-        table.create_index("vector", config=index_config(kind, partitions), replace=True)
+        table.create_index("vector", config=index_config(kind, args.rows), replace=True)
         build_s = time.perf_counter() - t
         print(f"{kind} ({partitions} partitions) built in {build_s:.1f} s", flush=True)
         grid = (
@@ -280,11 +283,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     kind = chosen["type"]
     if kind != args.types.split(",")[-1]:  # the last one built: put the chosen one back for the append
         print(f"rebuilding {kind} (chosen) for the append", flush=True)
-        table.create_index("vector", config=index_config(kind, partitions), replace=True)
+        table.create_index("vector", config=index_config(kind, args.rows), replace=True)
     index: dict[str, Any] = {"type": kind, "num_partitions": partitions, "distance": "cosine"}
     index |= {"nprobes": chosen["nprobes"]}
     if kind == "IVF_PQ":
-        index |= {"num_sub_vectors": PQ_SUB_VECTORS, "refine_factor": chosen["refine_factor"]}
+        index |= {"num_sub_vectors": index_config(kind, args.rows).num_sub_vectors}
+        index |= {"refine_factor": chosen["refine_factor"]}
     else:
         index |= {"m": 20, "ef_construction": 300}  # LanceDB's defaults, which indexes.py keeps
     print(f"chosen: {index}", flush=True)

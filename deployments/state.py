@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ class Component:
     url: str
     health: str
     pid: int | None = None
-    started: float | None = None  # the process's create time, so a reused pid is not mistaken
+    started: float | None = None  # the process's start (`create_time`), so a reused pid is not mistaken
     log: str = ""
 
 
@@ -55,13 +56,23 @@ def process_alive(pid: int | None, started: float | None) -> bool:
     if pid is None:
         return False
     try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and (started is None or abs(p.create_time() - started) < 1)
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return False
     except psutil.Error:
         return False
+    now = create_time(pid)
+    return started is None or (now is not None and abs(now - started) < 1)
 
 
 def create_time(pid: int) -> float | None:
+    """When the process started. On Linux: seconds after boot, from /proc. psutil's wall-clock
+    create time adds the boot time, which moves when the clock is stepped (a VM paused and
+    resumed, NTP): a live `ragline up` then read as dead in CI."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime in clock ticks
+    except (OSError, IndexError, ValueError):
+        pass
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:

@@ -174,7 +174,6 @@ def _expected_deployments() -> set[str]:
     return {d["name"] for d in spec["deployments"] if (PROJECT_DIR / d["entrypoint"].split(":")[0]).is_file()}
 
 
-@pytest.mark.timeout(900)
 def _listeners(stack_id: str) -> list[tuple[str, int, str, str]]:
     """(address, port, process name, command line) of every socket the stack's processes listen on."""
     found = []
@@ -207,6 +206,7 @@ def _screenshot_prefect_runs(up: Up, run_name: str) -> None:
             browser.close()
 
 
+@pytest.mark.timeout(900)
 def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, docs: Path) -> None:
     began = time.monotonic()
     stack.wait_ready(timeout_s=600)
@@ -214,7 +214,8 @@ def test_up_runs_the_stack_a_scheduled_flow_and_stops_clean(stack: Up, docs: Pat
 
     # Every component answers, and `ragline status` says so.
     rc, status = stack.status()
-    assert rc == 0 and status["healthy"], status
+    why = f"{status}\nragline up: {stack.proc.poll()}\n{stack.output()}\n{stack.logs()}"
+    assert rc == 0 and status["healthy"], why
     assert {c["name"] for c in status["components"]} == {"prefect", "mlflow", "ray", "worker", "serve"}
     assert httpx.get(f"{stack.url('mlflow')}/health", timeout=10).status_code == 200
     assert (stack.data / "mlflow" / "mlflow.db").is_file()  # the store the flows write

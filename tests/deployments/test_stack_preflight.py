@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from deployments.state import State
+from deployments.state import State, create_time
 from tests.conftest import free_port
 
 
@@ -46,7 +46,7 @@ def test_a_second_up_for_one_data_dir_is_refused_and_leaves_the_first_alone(tmp_
     state_file = tmp_path / "stack" / "state.json"
     state_file.parent.mkdir(parents=True)
     me = psutil.Process()  # stands in for a running `ragline up`
-    first = State("f" * 32, me.pid, me.create_time(), "now", str(tmp_path), "running")
+    first = State("f" * 32, me.pid, create_time(me.pid) or 0.0, "now", str(tmp_path), "running")
     first.write(state_file)
     r = _ragline(tmp_path, "up", *_ports())
     assert r.returncode == 1

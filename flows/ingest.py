@@ -1,4 +1,7 @@
-"""Ingest: parse sources → documents contract → documents | quarantine → chunk → chunks contract."""
+"""Ingest: parse sources → documents contract → documents | quarantine → chunk → chunks contract.
+
+A re-run costs what changed: files with the size and mtime of their last ingest are not read, and
+documents whose content is stored already skip the contract, features and chunking."""
 
 from __future__ import annotations
 
@@ -41,17 +44,21 @@ class IngestSummary:
 
 
 @task(name="parse-sources", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
-def parse_sources(sources: list[str], options: ReadOptions) -> SourceBatch:
-    batch = read_sources(sources, options=options)
+def parse_sources(sources: list[str], options: ReadOptions, known: dict[str, str]) -> SourceBatch:
+    batch = read_sources(sources, options=options, known=known)
     get_run_logger().info(
-        "read %d inputs: %d parsed, %d rejected", batch.inputs, len(batch.documents), len(batch.rejected)
+        "read %d inputs: %d parsed, %d rejected, %d files unchanged (not read)",
+        batch.inputs,
+        len(batch.documents),
+        len(batch.rejected),
+        len(batch.unchanged),
     )
     return batch
 
 
 @task(name="validate-documents", cache_policy=NO_CACHE)
-def validate_documents(batch: SourceBatch, max_chars: int) -> ContractResult:
-    return validate(lib.documents_frame(batch.documents), documents_suite(max_chars))
+def validate_documents(docs: pl.DataFrame, max_chars: int) -> ContractResult:
+    return validate(docs, documents_suite(max_chars))
 
 
 @task(name="document-features", cache_policy=NO_CACHE)
@@ -102,10 +109,13 @@ def ingest_flow(
         exclude=tuple(exclude or ()),
         fields=tuple(sorted((fields or {}).items())),
     )
-    batch = parse_sources(sources, options)
-    doc_check = validate_documents(batch, settings.max_document_bytes)
-    changed, unchanged = lib.split_unchanged(store, collection, doc_check.valid)
-    changed = document_features(changed, settings.redact_pii)
+    batch = parse_sources(sources, options, lib.source_stats(store, collection))
+    changed, same = lib.split_unchanged(store, collection, lib.documents_frame(batch.documents))
+    doc_check = validate_documents(changed, settings.max_document_bytes)
+    # An id twice in this run was held back for the contract; the copy that passed may be stored.
+    valid, same_too = lib.split_unchanged(store, collection, doc_check.valid)
+    same = pl.concat([same, same_too])
+    changed = document_features(valid, settings.redact_pii)
     cfg = ChunkingConfig(settings.chunk_tokens, settings.chunk_overlap, settings.min_chunk_tokens)
     chunk_check = chunk_documents(changed, settings.embedding_model, cfg)
     # A document whose chunks break the contract is kept, its bad chunks quarantined.
@@ -117,16 +127,18 @@ def ingest_flow(
         ]
     )
     write_collection(collection, changed, chunk_check.valid, quarantine)
+    lib.record_stats(store, collection, same)
     pruned = 0
     if prune:
-        seen = {d.id for d in batch.documents} | {r.input_id for r in batch.rejected if r.input_id}
+        seen = {d.id for d in batch.documents} | set(batch.unchanged)
+        seen |= {r.input_id for r in batch.rejected if r.input_id}
         pruned = lib.prune_missing(store, collection, [source_root_uri(s) for s in sources], seen)
 
     summary = IngestSummary(
         collection=collection,
         inputs=batch.inputs,
         documents=changed.height,
-        unchanged=unchanged,
+        unchanged=len(batch.unchanged) + same.height,
         quarantined=len(batch.rejected) + doc_check.rejected.height,
         chunks=chunk_check.valid.height,
         chunks_quarantined=chunk_check.rejected.height,

@@ -21,6 +21,9 @@ DOCUMENTS = pa.schema(
         ("pii_found", pa.int32()),
         ("pii_redacted", pa.bool_()),
         ("near_duplicate_of", pa.string()),
+        # "<bytes>:<mtime_ns>" of the file it was read from (None for a JSONL line): a re-run skips
+        # a file whose stat is unchanged without reading it (pipelines/ingest/sources.py)
+        ("source_stat", pa.string()),
     ]
 )
 

@@ -177,6 +177,12 @@ class Store:
             table.add_columns(missing)
 
     @staticmethod
+    def read_columns(table: Any, columns: list[str]) -> pa.Table:
+        """COLUMNS of every row, read alone: `to_arrow()` reads the whole table, text included
+        (0.84 s against 0.06 s for two columns of 100,000 documents)."""
+        return table.search().select(columns).limit(None).to_arrow()
+
+    @staticmethod
     def upsert(table: Any, data: pa.Table, key: str = "id") -> None:
         """Insert or replace by key: re-running a write never duplicates rows."""
         if data.num_rows == 0:

@@ -34,19 +34,39 @@ def documents_frame(docs: list[ParsedDocument]) -> pl.DataFrame:
             "content_hash": content_hash(f"{d.title}\x00{d.text}"),
             "metadata": json.dumps(d.metadata, default=str),
             "ingested_at": now,
+            "source_stat": d.source_stat,
         }
         for d in docs
     ]
     return pl.from_arrow(pa.Table.from_pylist(rows, schema=schemas.DOCUMENTS))  # type: ignore[return-value]
 
 
-def split_unchanged(store: Store, collection: str, docs: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """(documents that are new or changed, how many are unchanged) against what is stored."""
+def source_stats(store: Store, collection: str) -> dict[str, str]:
+    """Source URI -> `source_stat` of the stored documents read from files (for `read_sources`)."""
+    if not store.has(collection, "documents"):
+        return {}
+    stored = Store.read_columns(store.documents(collection), ["source_uri", "source_stat"]).to_pylist()
+    return {r["source_uri"]: r["source_stat"] for r in stored if r["source_stat"]}
+
+
+def split_unchanged(store: Store, collection: str, docs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(documents that are new or changed, those whose content is stored already) against what is
+    stored. An id that occurs twice in this run always counts as changed, so the contract sees
+    the duplicate."""
     if docs.is_empty() or not store.has(collection, "documents"):
-        return docs, 0
-    stored = pl.from_arrow(store.documents(collection).to_arrow().select(["id", "content_hash"]))
-    known = docs.join(stored, on=["id", "content_hash"], how="semi")  # type: ignore[arg-type]
-    return docs.join(known.select("id"), on="id", how="anti"), known.height
+        return docs, docs.clear()
+    stored = pl.from_arrow(Store.read_columns(store.documents(collection), ["id", "content_hash"]))
+    single = docs.filter(~pl.col("id").is_duplicated())
+    known = single.join(stored, on=["id", "content_hash"], how="semi")  # type: ignore[arg-type]
+    return docs.join(known.select("id"), on="id", how="anti"), known
+
+
+def record_stats(store: Store, collection: str, docs: pl.DataFrame) -> None:
+    """A file touched but not changed (a checkout, a copy) records its new stat, so the next run
+    skips it unread; the rest of its row stays."""
+    touched = docs.filter(pl.col("source_stat").is_not_null()).select(["id", "source_stat"])
+    if touched.height:
+        store.documents(collection).merge_insert("id").when_matched_update_all().execute(touched.to_arrow())
 
 
 def write_chunks(store: Store, collection: str, doc_ids: list[str], chunks: pl.DataFrame) -> None:
@@ -130,7 +150,7 @@ def prune_missing(store: Store, collection: str, roots: list[str], seen: set[str
     """
     if not store.has(collection, "documents"):
         return 0
-    stored = pl.from_arrow(store.documents(collection).to_arrow().select(["id", "source_uri"]))
+    stored = pl.from_arrow(Store.read_columns(store.documents(collection), ["id", "source_uri"]))
     assert isinstance(stored, pl.DataFrame)
     under = (
         pl.any_horizontal([pl.col("source_uri").str.starts_with(r) for r in roots])

@@ -1,11 +1,14 @@
 """The ingest flow as a real Prefect flow run against LanceDB, with a folder of bad inputs."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from flows.ingest import ingest_flow
+from pipelines.ingest import tables as lib
+from pipelines.ingest.sources import read_sources
 from pipelines.settings import Settings
 from pipelines.store import Store
 
@@ -148,3 +151,27 @@ def test_corrupt_pdfs_are_quarantined_and_the_rest_is_ingested(tmp_path: Path, s
     )
     titles = set(store.documents("pdfs").to_arrow().column("title").to_pylist())
     assert titles == {"Pump Manual", "Notes"}
+
+
+def test_a_rerun_reads_only_the_files_that_changed(tmp_path: Path, settings: Settings) -> None:
+    files = {name: tmp_path / f"{name}.md" for name in ("a", "b", "c")}
+    for name, path in files.items():
+        path.write_text(f"# {name.upper()}\n\nthe document called {name}.")
+    ingest_flow([str(tmp_path)], "stats")
+    store = Store(settings.lancedb_location)
+    known = lib.source_stats(store, "stats")
+    assert len(known) == 3
+    batch = read_sources([tmp_path], known=known)
+    assert (len(batch.unchanged), batch.documents, batch.inputs) == (3, [], 3)  # nothing read
+
+    st = files["a"].stat()
+    os.utime(files["a"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same content
+    files["b"].write_text("# B\n\nthe document called b, edited.")
+    result = ingest_flow([str(tmp_path)], "stats")
+    assert (result["inputs"], result["documents"], result["unchanged"]) == (3, 1, 2)
+    assert {d["title"]: d["text"] for d in store.documents("stats").to_arrow().to_pylist()}["B"].endswith(
+        "edited."
+    )
+    # The touched file's new stat is recorded: the next run reads no file at all.
+    again = read_sources([tmp_path], known=lib.source_stats(store, "stats"))
+    assert (len(again.unchanged), again.documents) == (3, [])

@@ -6,7 +6,7 @@ import polars as pl
 
 from pipelines.ingest.chunking import Chunker, ChunkingConfig
 from pipelines.ingest.parsers import parse_html
-from pipelines.ingest.sources import ReadOptions, read_sources
+from pipelines.ingest.sources import ReadOptions, file_uri, read_sources
 from pipelines.ingest.tables import documents_frame
 from pipelines.models import default_embedding_model_path
 from tests.pdf_writer import make_pdf
@@ -70,6 +70,18 @@ def test_include_exclude_globs(tmp_path: Path) -> None:
     (tmp_path / "docs" / "draft.md").write_text("# Draft\n\nwip")
     opts = ReadOptions(include=("*.md",), exclude=("draft*",))
     assert [d.title for d in read_sources([tmp_path], options=opts).documents] == ["A"]
+
+
+def test_a_folder_is_read_in_path_order_without_hidden_files_and_uris_match_pathlib(tmp_path: Path) -> None:
+    names = ["b/z.md", "a b/ü 100%.md", "a-c.md", "a/x.md", ".git/config", "a/.hidden.md"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"# {name}\n\ntext of {name}")
+    (tmp_path / "link").symlink_to(tmp_path / "b")  # a symlinked folder is not followed
+    docs = read_sources([tmp_path]).documents
+    expected = sorted((tmp_path / n for n in names[:4]), key=lambda p: p.parts)  # what rglob + sort gave
+    assert [d.source_uri for d in docs] == [p.as_uri() for p in expected]
+    assert all(file_uri(str(p)) == p.as_uri() for p in expected)
 
 
 def test_jsonl_field_mapping(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from data_contracts import ContractResult, chunks_suite, documents_suite, validate
 from flows.policy import INGEST_TIMEOUT_S, TRANSIENT_RETRIES
+from pipelines.ids import document_id
 from pipelines.index.embedding import resolve_embedding_model
 from pipelines.ingest import tables as lib
 from pipelines.ingest.chunking import Chunker, ChunkingConfig
@@ -130,7 +131,7 @@ def ingest_flow(
     lib.record_stats(store, collection, same)
     pruned = 0
     if prune:
-        seen = {d.id for d in batch.documents} | set(batch.unchanged)
+        seen = {d.id for d in batch.documents} | {document_id(uri) for uri in batch.unchanged}
         seen |= {r.input_id for r in batch.rejected if r.input_id}
         pruned = lib.prune_missing(store, collection, [source_root_uri(s) for s in sources], seen)
 

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # processes fewer (the CPU default); deployment: a QueryEmbedder deployment of its own that
     # scales apart, e.g. on GPUs (serve-gpu.yaml).
     query_embedder: Literal["inline", "deployment"] = "inline"
+    # inline: the ingress replica searches itself (the CPU default: one crossing fewer again);
+    # deployment: a RetrieverService deployment that scales apart from the ingress (serve-gpu.yaml).
+    retriever: Literal["inline", "deployment"] = "inline"
     sessions_url: str | None = None  # SQLAlchemy URL; None = SQLite under the data dir
     generation_timeout_s: float = 120.0
     # Refuse (the sources do not say; no model call) below this query-to-passage similarity. None:

@@ -46,14 +46,14 @@ class RejectedInput:
 class Unchanged:
     """A file with the size and mtime recorded at its last ingest: not read."""
 
-    id: str
+    source_uri: str
 
 
 @dataclass
 class SourceBatch:
     documents: list[ParsedDocument] = field(default_factory=list)
     rejected: list[RejectedInput] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)  # document ids of files not read again
+    unchanged: list[str] = field(default_factory=list)  # source URIs of files not read again
 
     @property
     def inputs(self) -> int:
@@ -93,7 +93,7 @@ def read_sources(
             raise FileNotFoundError(f"source {source} does not exist")
         for item in _read_one(path.resolve(), opts.fmt, opts, known or {}):
             if isinstance(item, Unchanged):
-                batch.unchanged.append(item.id)
+                batch.unchanged.append(item.source_uri)
             else:
                 (batch.documents if isinstance(item, ParsedDocument) else batch.rejected).append(item)
     return batch
@@ -114,7 +114,7 @@ def _read_one(
         ):
             yield from _read_jsonl(path / "corpus.jsonl", "beir", opts)
             return
-        for rel, entry in sorted(_walk(path), key=lambda f: f[0].split("/")):
+        for rel, entry in _walk(path):
             if _selected(rel, opts):
                 yield from _read_path(entry.path, entry.stat(), fmt, opts, known)
         return
@@ -132,7 +132,7 @@ def _read_path(
     uri = file_uri(path)
     stat = f"{st.st_size}:{st.st_mtime_ns}"
     if known.get(uri) == stat:
-        yield Unchanged(document_id(uri))
+        yield Unchanged(uri)
         return
     yield _read_file(Path(path), uri, stat, opts.max_bytes)
 
@@ -143,10 +143,12 @@ def file_uri(path: str) -> str:
 
 
 def _walk(root: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """(path relative to ROOT, entry) of every file below ROOT; hidden names are skipped, symlinked
-    folders not followed. os.scandir, not Path.rglob: a folder's listing carries each entry's type,
-    so a re-run over 100,000 unchanged files costs one stat each, not three."""
-    with os.scandir(root) as entries:
+    """(path relative to ROOT, entry) of every file below ROOT in path order (each folder's names
+    sorted, depth first); hidden names are skipped, symlinked folders not followed. os.scandir,
+    not Path.rglob: a folder's listing carries each entry's type, so a re-run over 100,000
+    unchanged files costs one stat each, not three."""
+    with os.scandir(root) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
         for entry in entries:
             if entry.name.startswith("."):
                 continue

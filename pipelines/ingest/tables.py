@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import schemas
 from pipelines.ids import content_hash
@@ -45,8 +46,9 @@ def source_stats(store: Store, collection: str) -> dict[str, str]:
     """Source URI -> `source_stat` of the stored documents read from files (for `read_sources`)."""
     if not store.has(collection, "documents"):
         return {}
-    stored = Store.read_columns(store.documents(collection), ["source_uri", "source_stat"]).to_pylist()
-    return {r["source_uri"]: r["source_stat"] for r in stored if r["source_stat"]}
+    stored = Store.read_columns(store.documents(collection), ["source_uri", "source_stat"])
+    stored = stored.filter(pc.is_valid(stored["source_stat"]))
+    return dict(zip(stored["source_uri"].to_pylist(), stored["source_stat"].to_pylist(), strict=True))
 
 
 def split_unchanged(store: Store, collection: str, docs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -4,8 +4,9 @@ replica killed half-way.
     python benchmarks/load.py [--seconds 30] [--search-clients 8] [--chat-clients 1] [--json]
                               [--chat-max-tokens 16] [--kill-replica RetrieverService] [--url URL]
 
-Without --url it builds the sample corpus in a fresh data dir and starts the app itself, with two
-replicas of the query embedder and of the retriever (so a killed one leaves one to answer). With
+Without --url it builds the sample corpus in a fresh data dir and starts the app itself: the CPU
+graph with two ingress replicas (each searches itself), or for --kill-replica RetrieverService or
+QueryEmbedder serve-gpu.yaml's graph with two replicas of each (a killed one leaves one to answer). With
 --url it drives a running service; --kill-replica then needs this process to reach that app's Ray
 cluster (RAY_ADDRESS) and its Serve app name (--app). Prints requests/s, p50/p95/p99 and the errors
 per route; exits 1 if any request failed (a degraded chat answer is counted, not failed).
@@ -149,13 +150,20 @@ def start_service(args: argparse.Namespace) -> str:
     settings = get_settings()
     sources = write_sample_corpus(settings.root / "corpus")
     refresh_flow([str(s) for s in sources], "sample")
-    # Two replicas each of the embedder and retriever, sized to fit 2 CPUs beside the generator.
+    # The CPU default graph: the ingress replicas search and embed themselves. Killing the
+    # retriever or the embedder takes serve-gpu.yaml's graph, where each is a deployment.
+    # N replicas of each (--replicas), sized to fit 2 CPUs beside the generator.
     two = {"autoscaling_config": {"min_replicas": args.replicas, "max_replicas": args.replicas}}
-    overrides = {
-        "QueryEmbedder": {**two, "ray_actor_options": {"num_cpus": 0.25}},
-        "RetrieverService": {**two, "ray_actor_options": {"num_cpus": 0.1}},
-    }
-    return runner.start(settings.model_copy(update={"serve_log_level": "WARNING"}), overrides)
+    update: dict[str, str] = {"serve_log_level": "WARNING"}
+    if args.kill_replica in ("RetrieverService", "QueryEmbedder"):
+        update |= {"retriever": "deployment", "query_embedder": "deployment"}
+        overrides = {
+            "QueryEmbedder": {**two, "ray_actor_options": {"num_cpus": 0.25}},
+            "RetrieverService": {**two, "ray_actor_options": {"num_cpus": 0.1}},
+        }
+    else:
+        overrides = {"ChatIngress": {**two, "ray_actor_options": {"num_cpus": 0.25}}}
+    return runner.start(settings.model_copy(update=update), overrides)
 
 
 def main() -> None:
@@ -167,7 +175,12 @@ def main() -> None:
     p.add_argument("--chat-clients", type=int, default=1)
     p.add_argument("--chat-max-tokens", type=int, default=16)
     p.add_argument("--kill-replica", metavar="DEPLOYMENT", help="e.g. RetrieverService, QueryEmbedder")
-    p.add_argument("--replicas", type=int, default=2, help="replicas of the embedder and the retriever")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="replicas of the ingress, or of the embedder and retriever",
+    )
     add_json_flag(p)
     args = p.parse_args()
 

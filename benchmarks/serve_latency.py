@@ -5,10 +5,11 @@
 1. /v1/search through Serve vs the same Retriever (+ query embedding) called in-process, in turns
    per question, one request at a time: p50/p95 and the p50 ratio (goal: Serve adds < 30%), and
    where the served time goes, from the response's timings (benchmarks/serve_hops.py: the floor).
-   Two graphs in the same turns: the CPU default (the retriever replica embeds its batches itself,
-   `query_embedder: inline`) and serve-gpu.yaml's (a QueryEmbedder deployment, one crossing more).
-2. /v1/search with N concurrent clients for S seconds, query batching on vs off (the retriever
-   service's search batches, each embedded in one forward pass): requests/s, errors. The clients cycle through
+   Two graphs in the same turns: the CPU default (the ingress replica searches and embeds its
+   batches itself, `retriever` and `query_embedder: inline`) and serve-gpu.yaml's (a RetrieverService
+   and a QueryEmbedder deployment, two crossings more).
+2. /v1/search with N concurrent clients for S seconds, query batching on vs off (the searcher's
+   batches, each embedded in one forward pass): requests/s, errors. The clients cycle through
    the 16 questions below and the 43 of the sample evaluation set.
 3. /v1/chat on the CPU model, streamed: time to first token and tokens/s.
 Nothing is asserted (these machines are noisy).
@@ -104,6 +105,7 @@ def main() -> None:
     from pipelines.settings import get_settings
     from pipelines.store import Store
     from serving import runner
+    from serving.app import searcher_deployment
 
     settings = get_settings()
     sources = write_sample_corpus(settings.root / "corpus")
@@ -113,7 +115,7 @@ def main() -> None:
     url = runner.start(settings)
     # serve-gpu.yaml's graph beside it, holding no CPUs: the same searches, one crossing more
     zero = {"ray_actor_options": {"num_cpus": 0}}
-    split_settings = settings.model_copy(update={"query_embedder": "deployment"})
+    split_settings = settings.model_copy(update={"query_embedder": "deployment", "retriever": "deployment"})
     names = ("ChatIngress", "QueryEmbedder", "RetrieverService", "GeneratorService")
     split = runner.start(split_settings, dict.fromkeys(names, zero), name="split", route_prefix="/split")
     questions = all_questions()
@@ -157,14 +159,14 @@ def main() -> None:
         f"Serve adds {100 * (p50_srv / p50_in - 1):.0f}% at p50 (ratio {p50_srv / p50_in:.2f})"
     )
     print(
-        f"   the query embedder as a deployment of its own (serve-gpu.yaml's graph): p50 "
+        f"   the retriever and query embedder as deployments of their own (serve-gpu.yaml's graph): p50 "
         f"{p50_split:.1f} ms (ratio {p50_split / p50_in:.2f} to in-process)"
     )
     med = {k: statistics.median(v) for k, v in parts.items()}
     print(
-        f"   medians through Serve: HTTP + ingress {med['http']:.1f} ms, ingress -> retriever call "
+        f"   medians through Serve: HTTP + ingress {med['http']:.1f} ms, ingress -> searcher "
         f"{med['call']:.1f} ms, the batch's query embedding {med['emb_call']:.1f} ms (in-process "
-        f"embedding {med['embed']:.1f} ms), retriever's own work {med['own']:.1f} ms (in-process "
+        f"embedding {med['embed']:.1f} ms), search {med['own']:.1f} ms (in-process "
         f"search {med['search']:.1f} ms; its full-text part runs during the embedding)"
     )
 
@@ -178,10 +180,11 @@ def main() -> None:
         "deployment_graph_ratio": p50_split / p50_in,
         "breakdown_ms": med,
     }
+    searcher = searcher_deployment(settings)
     off = {"max_batch_size": 1}  # and every search at once, as if there were no batcher
     for label, configs in (
-        ("batching on", {"RetrieverService": {}}),
-        ("batching off", {"RetrieverService": {**off, "max_concurrent_batches": 64}}),
+        ("batching on", {searcher: {}}),
+        ("batching off", {searcher: {**off, "max_concurrent_batches": 64}}),
     ):
         runner.update_user_config(settings, configs)
         time.sleep(2)

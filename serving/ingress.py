@@ -1,9 +1,11 @@
 """The HTTP ingress: the FastAPI app (chat, search, OpenAI-compatible routes, feedback, the chat page,
-health) as a Serve deployment that calls the retriever and generator deployments."""
+health) as a Serve deployment that searches itself (`retriever: inline`) or calls the retriever
+deployment, and calls the generator deployment."""
 
 # No `from __future__ import annotations` here: Serve ships the ingress class to replicas by value,
 # and FastAPI must see the real body types, not strings it cannot resolve there.
 import asyncio
+import inspect
 import json
 import time
 import uuid
@@ -22,6 +24,7 @@ from pipelines.generation.cleanup import clean_answer
 from pipelines.generation.prompts import PROMPT_VERSION, condense
 from pipelines.settings import Settings, validate_collection
 from serving import auth, errors, observability, openai_compat, resilience
+from serving.retriever import Searcher
 from serving.schemas import (
     ChatCompletionRequest,
     ChatRequest,
@@ -89,16 +92,32 @@ def _sse(event: str, data: Any) -> str:
 class ChatIngress:
     def __init__(
         self,
-        retriever: DeploymentHandle,
+        retriever: DeploymentHandle | None,
         generator: DeploymentHandle,
         settings: dict[str, Any],
+        embedder: DeploymentHandle | None = None,
     ) -> None:
-        self.retriever = retriever
+        self.retriever = retriever  # None: this replica searches itself (retriever: inline)
+        self.searcher = Searcher(embedder, settings) if retriever is None else None
         self.generator = generator
         self.settings = Settings(**settings)
         self.sessions = SessionStore(self.settings.sessions_database)
         observability.configure(self.settings)
         self.guard = auth.Guard.from_settings(self.settings)  # None when auth is off
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """The searcher's live parameters when it runs here (see `Searcher.reconfigure`)."""
+        if self.searcher is not None:
+            self.searcher.reconfigure(user_config)
+
+    async def _search(self, method: str, *args: Any) -> Any:
+        """The searcher's METHOD: in this replica (sync ones in a thread, the event loop keeps
+        serving), or one call to the retriever deployment."""
+        if self.searcher is None:
+            assert self.retriever is not None
+            return await getattr(self.retriever, method).remote(*args)
+        fn = getattr(self.searcher, method)
+        return await fn(*args) if inspect.iscoroutinefunction(fn) else await asyncio.to_thread(fn, *args)
 
     def _collection(self, name: str | None) -> str:
         collection = auth.allow(validate_collection(name or self.settings.default_collection))
@@ -117,7 +136,7 @@ class ChatIngress:
         t = time.perf_counter()
 
         async def search() -> dict[str, Any]:
-            return await self.retriever.search.remote(collection, query, top_k, mode, filters)
+            return await self._search("search", collection, query, top_k, mode, filters)
 
         found = await resilience.retry_if_replica_died(search)  # read-only: safe to ask again
         timings.retrieval_ms = elapsed_ms(t)  # query embedding + search
@@ -310,7 +329,7 @@ class ChatIngress:
 
     @api.get("/v1/models")
     async def models(self) -> dict[str, Any]:
-        names = auth.visible(await self.retriever.collections.remote())
+        names = auth.visible(await self._search("collections"))
         return {
             "object": "list",
             "data": [{"id": n, "object": "model", "created": 0, "owned_by": "ragline"} for n in names],
@@ -328,7 +347,7 @@ class ChatIngress:
     @api.get("/readyz")
     async def readyz(self) -> dict[str, Any]:
         collection = self.settings.default_collection
-        index = await self.retriever.describe.remote(collection)  # 404 until the index exists
+        index = await self._search("describe", collection)  # 404 until the index exists
         generator = await self.generator.describe.remote()
-        await self.retriever.embed_ready.remote()
+        await self._search("embed_ready")
         return {"status": "ready", "collection": collection, "index": index, "generator": generator}

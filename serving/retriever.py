@@ -1,6 +1,8 @@
-"""The retriever deployment: batches the searches that arrive while it is busy, embeds each batch's
-queries in one forward pass (its own `Embedder`, or one call to the query embedder deployment),
-and answers them with the one `Retriever` of each collection."""
+"""The searcher: batches the searches that arrive while it is busy, embeds each batch's queries in
+one forward pass (its own `Embedder`, or one call to the query embedder deployment), and answers
+them with the one `Retriever` of each collection. It runs inside the ingress replica
+(`retriever: inline`, the CPU default: one crossing between processes fewer) or as the
+`RetrieverService` deployment that scales apart (`retriever: deployment`, serve-gpu.yaml)."""
 
 from __future__ import annotations
 
@@ -29,12 +31,7 @@ def _model_mismatch(r: Retriever, query_model_hash: str) -> errors.IndexModelMis
     )
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0.25},
-    max_ongoing_requests=64,  # >= the batch size, or batches never fill
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
-)
-class RetrieverService:
+class Searcher:
     """Answers searches in batches: one call to the query embedder and one LanceDB vector scan per
     batch. One `Retriever` per collection; it re-reads which index table is active every few
     seconds, so a new embed run or a newly promoted index is served without a restart."""
@@ -187,3 +184,12 @@ class RetrieverService:
             return embedded["vectors"]
 
         return embed
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=64,  # >= the batch size, or batches never fill
+    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
+)
+class RetrieverService(Searcher):
+    """The searcher as a deployment of its own (`retriever: deployment`)."""

@@ -47,8 +47,10 @@ def update_retrieval(
     route_prefix: str = "/",
 ) -> None:
     """Hot-apply retrieval parameters (mode, top_k, rrf_k, weights) to the running app."""
+    from serving.app import searcher_deployment
+
     update_user_config(
-        settings, {"RetrieverService": {"retrieval": retrieval}}, overrides, name, route_prefix
+        settings, {searcher_deployment(settings): {"retrieval": retrieval}}, overrides, name, route_prefix
     )
 
 

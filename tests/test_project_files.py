@@ -35,10 +35,12 @@ def test_serve_configs_name_real_deployments() -> None:
 
     real = {"ChatIngress", "QueryEmbedder", "RetrieverService", "GeneratorService"}
     assert all(hasattr(app, n) for n in real)
-    # CPU: the retriever embeds its batches itself; GPU: the embedder is a deployment of its own.
-    for path, graph in ((SERVE_LOCAL, real - {"QueryEmbedder"}), (SERVE_GPU, real)):
+    # CPU: the ingress searches and embeds itself; GPU: the retriever and the embedder are
+    # deployments of their own.
+    for path, graph in ((SERVE_LOCAL, real - {"QueryEmbedder", "RetrieverService"}), (SERVE_GPU, real)):
         cfg = load_serve_config(path)
         assert set(cfg.deployments) == graph, path
         assert cfg.args["default_collection"] == "sample"
-        assert cfg.args.get("query_embedder", "inline") == ("deployment" if path == SERVE_GPU else "inline")
+        placement = "deployment" if path == SERVE_GPU else "inline"
+        assert cfg.args.get("query_embedder", "inline") == cfg.args.get("retriever", "inline") == placement
     assert load_serve_config(SERVE_GPU).deployments["GeneratorService"]["ray_actor_options"]["num_gpus"] == 1

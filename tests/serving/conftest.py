@@ -1,7 +1,7 @@
 """A second Serve app for the operations tests, beside the main one on the same HTTP port: tracing on,
-the query embedder as a deployment of its own (serve-gpu.yaml's graph; the main app embeds inside its
-retriever), and two replicas of the embedder and the retriever, so that killing one leaves one to
-answer."""
+the query embedder and the retriever as deployments of their own (serve-gpu.yaml's graph; the main
+app searches and embeds inside its ingress), and two replicas of the embedder and the retriever,
+so that killing one leaves one to answer."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def ops_service(service: str, settings: Settings) -> Iterator[str]:
             "port": port,
             "trace_requests": True,
             "query_embedder": "deployment",
+            "retriever": "deployment",
         }
     )
     zero = {"ray_actor_options": {"num_cpus": 0}}  # the main app holds the CPUs

@@ -120,17 +120,16 @@ def report(label: str, tallies: dict[str, Tally], seconds: float, note: str, sta
 
 
 def replica_memory() -> dict[str, int]:
-    """Resident memory of each live Serve replica process on this machine (bytes), by actor name."""
+    """Resident memory of each live Serve replica process on this machine (bytes), by process
+    title (`ray::ServeReplica:<app>:<deployment>`, plus its pid). Read from the processes, not
+    Ray's state API: the local Ray runs without the dashboard that API needs."""
     import psutil
-    from ray.util.state import list_actors
 
     out = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
-        if actor.class_name.startswith("ServeReplica") and actor.pid:
-            try:
-                out[actor.name or actor.actor_id] = psutil.Process(actor.pid).memory_info().rss
-            except psutil.Error:
-                continue
+    for p in psutil.process_iter(["cmdline", "memory_info"]):
+        title = (p.info["cmdline"] or [""])[0]
+        if title.startswith("ray::ServeReplica") and p.info["memory_info"]:
+            out[f"{title.split()[0].removeprefix('ray::')} ({p.pid})"] = p.info["memory_info"].rss
     return out
 
 

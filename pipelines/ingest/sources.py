@@ -134,7 +134,7 @@ def _read_path(
     if known.get(uri) == stat:
         yield Unchanged(uri)
         return
-    yield _read_file(Path(path), uri, stat, opts.max_bytes)
+    yield _read_file(Path(path), uri, stat, st.st_size, opts.max_bytes)
 
 
 def file_uri(path: str) -> str:
@@ -169,8 +169,7 @@ def _selected(rel: str, opts: ReadOptions) -> bool:
     return (not opts.include or match(opts.include)) and not match(opts.exclude)
 
 
-def _read_file(path: Path, uri: str, stat: str, max_bytes: int) -> ParsedDocument | RejectedInput:
-    size = int(stat.split(":", 1)[0])
+def _read_file(path: Path, uri: str, stat: str, size: int, max_bytes: int) -> ParsedDocument | RejectedInput:
     if size > max_bytes:
         return RejectedInput(uri, f"file is {size} bytes, over the {max_bytes}-byte limit", raw="")
     data = path.read_bytes()

@@ -224,8 +224,13 @@ def embed_collection(
         pending: list[pa.Table] = []
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             pending.append(batch)
-            if sum(b.num_rows for b in pending) >= write_every:
-                flush(pending)
+            # Commits of WRITE_EVERY rows however Ray Data bundles the blocks it streams back: a
+            # run killed after a write has kept that write and no more.
+            while sum(b.num_rows for b in pending) >= write_every:
+                table = pa.concat_tables(pending)
+                rest = table.slice(write_every)
+                pending[:] = [rest] if rest.num_rows else []
+                flush([table.slice(0, write_every)])
                 if on_progress:
                     on_progress(processed(), todo.num_rows)
         flush(pending)

@@ -144,7 +144,13 @@ def stack(docs: Path) -> Iterator[Up]:
 
 
 def _api(up: Up, method: str, path: str, body: Any = None) -> Any:
-    r = httpx.request(method, f"{up.url('prefect')}/api{path}", json=body, timeout=30)
+    # Prefect's server answers 503 while its SQLite database is locked by the scheduler's or the
+    # worker's write; Prefect's own client retries those (PREFECT_CLIENT_MAX_RETRIES), and so does this.
+    for wait in (1, 2, 4, 8, 0):
+        r = httpx.request(method, f"{up.url('prefect')}/api{path}", json=body, timeout=30)
+        if r.status_code != 503 or not wait:
+            break
+        time.sleep(wait)
     assert r.status_code < 300, (path, r.status_code, r.text)
     return r.json() if r.content else None
 

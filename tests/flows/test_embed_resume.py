@@ -35,7 +35,12 @@ def _cli_env(settings: Settings) -> dict[str, str]:
 
 def _index_rows(store: Store, collection: str) -> int:
     names = [n for n in store._names() if n.startswith(f"{collection}__index_")]
-    return store.db.open_table(names[0]).count_rows() if names else 0
+    if not names:
+        return 0
+    try:
+        return store.db.open_table(names[0]).count_rows()
+    except ValueError:  # listed while being created: its folder exists before its first version
+        return 0
 
 
 def _json_line(stdout: str) -> dict:

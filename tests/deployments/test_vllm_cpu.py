@@ -24,7 +24,8 @@ def ask(question: str) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def vllm_server(settings: Settings) -> Iterator[VLLMCPUServer]:
-    with VLLMCPUServer(settings, port=free_port()) as server:
+    # eager: vLLM's own engine and batching, without its ~2 min torch.compile (the benchmark compiles)
+    with VLLMCPUServer(settings, port=free_port(), eager=True) as server:
         yield server
     assert server.child is None
 

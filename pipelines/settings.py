@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     generator_model: str | None = None  # a local folder; None = the packaged SmolLM2-135M-Instruct
     # the onnx engine's weights: fp32 = the packaged model's own; int8 streams faster, starts later
     onnx_precision: Literal["fp32", "int8", "int4"] = "fp32"
+    # where one-time model conversions are kept; None = <data dir>/models. Several data dirs can
+    # share one (conversions are published atomically): the tests do, so each converts once.
+    model_cache_dir: Path | None = None
     vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # the share of the GPU vLLM takes
     vllm_max_num_seqs: int = Field(64, ge=1)  # requests vLLM batches at once per replica
     openai_base_url: str | None = None
@@ -186,7 +189,7 @@ class Settings(BaseSettings):
 
     @property
     def model_cache(self) -> Path:
-        return self.root / "models"
+        return self.model_cache_dir.expanduser().resolve() if self.model_cache_dir else self.root / "models"
 
     @property
     def ray_temp_dir(self) -> Path:

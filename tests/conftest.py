@@ -15,6 +15,9 @@ import pytest
 
 _DATA = Path(tempfile.mkdtemp(prefix="rl-"))  # short: Ray's socket paths live below it
 os.environ["RAGLINE_DATA_DIR"] = str(_DATA)
+# Every data dir of the session (the CLI tests make their own) shares one model cache, so the
+# generator is converted once per session, as `ragline prepare` does once per machine.
+os.environ.setdefault("RAGLINE_MODEL_CACHE_DIR", str(_DATA / "models"))
 os.environ.setdefault("RAGLINE_RAY_NUM_CPUS", "2")
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("PREFECT_API_URL", None)

@@ -46,7 +46,9 @@ def _env(data_dir: Path) -> dict[str, str]:
     own = ("RAGLINE_", "PREFECT_", "MLFLOW_", "RAY_SERVE_HAPROXY_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     env.pop("RAY_ADDRESS", None)
-    return {**env, "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_RAY_NUM_CPUS": "2"}
+    # The session's model cache stands for `ragline prepare`, which `make demo` runs first.
+    cache = {"RAGLINE_MODEL_CACHE_DIR": os.environ["RAGLINE_MODEL_CACHE_DIR"]}
+    return {**env, **cache, "RAGLINE_DATA_DIR": str(data_dir), "RAGLINE_RAY_NUM_CPUS": "2"}
 
 
 def _ragline(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -84,6 +84,7 @@ def make_evaluator(
         max_answers=max_answers,
         context_tokens=settings.context_tokens,
         max_new_tokens=settings.max_new_tokens,
+        answer_sentences=settings.answer_sentence_limit,
         # as serving does: RAGLINE_REFUSAL_MIN_SIMILARITY overrides the champion's threshold
         min_similarity=settings.refusal_min_similarity,
     )

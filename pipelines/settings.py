@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     max_new_tokens: int = 120
     temperature: float = 0.0
     context_tokens: int = 600  # small models stay grounded with fewer, shorter sources
+    # sentences an answer shows (the rest are listed as trimmed); None: 1 for the packaged small
+    # model, whose later sentences drift from the question, and no limit for any other model
+    answer_sentences: int | None = Field(None, ge=1)
 
     # serving
     # inline: each retriever replica embeds its search batches itself, one crossing between
@@ -186,6 +189,13 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts(self) -> Path:
         return self.root / "mlflow" / "artifacts"
+
+    @property
+    def answer_sentence_limit(self) -> int | None:
+        if self.answer_sentences is not None:
+            return self.answer_sentences
+        packaged = self.generator in ("local", "onnx", "transformers") and self.generator_model is None
+        return 1 if packaged else None
 
     @property
     def model_cache(self) -> Path:

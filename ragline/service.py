@@ -167,7 +167,9 @@ def show_answer(body: dict[str, Any]) -> None:
         def count(kinds: tuple[str, ...]) -> str:
             return ", ".join(f"{statuses.count(k)} {k}" for k in kinds if k in statuses)
 
-        kept, dropped = count(("checked", "repaired", "quoted")), count(("unsupported", "redundant"))
+        from pipelines.generation.citations import DROPPED
+
+        kept, dropped = count(("checked", "repaired", "quoted")), count(DROPPED)
         grounded = "every sentence cites a supporting source" if body.get("grounded") else "not grounded"
         dropped = f"; sentences dropped: {dropped}" if dropped else ""
         out.print(f"[dim]citations: {kept or 'none'} ({grounded}){dropped}[/]")

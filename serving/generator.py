@@ -28,7 +28,8 @@ class GeneratorService:
         # Answers are checked here, where the passages are: one small encoder per replica.
         self.checker = (
             CitationChecker(
-                Embedder(self.settings.embedding_model, device=self.settings.embed_device, threads=1)
+                Embedder(self.settings.embedding_model, device=self.settings.embed_device, threads=1),
+                max_sentences=self.settings.answer_sentence_limit,
             )
             if self.generator is not None
             else None

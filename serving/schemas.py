@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictInt, field_validator
 
+from pipelines.generation.citations import Status
+
 MAX_MESSAGE_CHARS = 4000
 # Bounds on everything a client sends (the body as a whole is capped by errors.MAX_BODY_BYTES).
 Name = Annotated[str, Field(max_length=64)]  # a collection; its pattern is checked with a 400 reason
@@ -58,10 +60,12 @@ class Timings(BaseModel):
 class CitationCheck(BaseModel):
     sentence: str
     sources: list[int] = Field(description="the [n] the sentence cites, 1-based into `sources`")
-    status: Literal["checked", "repaired", "unsupported", "quoted", "redundant"] = Field(
+    status: Status = Field(
         description="checked: the model's own citation, verified; repaired: set by the check; "
         "unsupported: no source supports the sentence, so it was dropped from the answer; "
-        "redundant: dropped, it said nothing new; quoted: the sources' sentence shown in place of "
+        "redundant: dropped, it said nothing new; trimmed: supported but past the answer's sentence "
+        "limit (RAGLINE_ANSWER_SENTENCES), or a source's sentence was closer to the question; "
+        "quoted: the sources' sentence shown in place of "
         "an answer no source supported"
     )
 

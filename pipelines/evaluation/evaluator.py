@@ -34,6 +34,7 @@ class EvalOptions:
     context_tokens: int = 600
     max_new_tokens: int = 120
     check_citations: bool = True  # score the answer serving shows (citations checked and repaired)
+    answer_sentences: int | None = None  # as serving: Settings.answer_sentence_limit
     # Refuse without calling the model below this evidence, as serving does (generation/refusal.py);
     # None: the retriever's (its champion's) threshold.
     min_similarity: float | None = None
@@ -73,9 +74,10 @@ class Evaluator:
     ) -> None:
         self.retriever = retriever
         self.embedder = embedder
-        self.checker = CitationChecker(embedder)  # the same check serving applies
-        self.generator = generator
         self.options = options or EvalOptions()
+        # the same check serving applies
+        self.checker = CitationChecker(embedder, max_sentences=self.options.answer_sentences)
+        self.generator = generator
         if self.options.generate and generator is None:
             raise ValueError("generate=True needs a generator")
         self.chunking = chunking or {}
@@ -109,6 +111,7 @@ class Evaluator:
                 "context_tokens": self.options.context_tokens,
                 "max_new_tokens": self.options.max_new_tokens,
                 "check_citations": self.options.check_citations,
+                "answer_sentences": self.options.answer_sentences or "all",
             }
         return params
 

@@ -7,6 +7,11 @@ when the question is known, by the passage sentence closest to the question, quo
 that declined to answer keeps its words; without the question such an answer is shown as it was
 and marked not grounded.
 
+A concise answer (`max_sentences`, the `answer_sentences` setting: 1 for the packaged small model)
+keeps the first supported sentences and lists the rest as "trimmed"; with one sentence, the
+passage sentence closest to the question is shown instead of the model's when it is closer to the
+question (a small model's first sentence is often a restatement; the source's is the fact).
+
 Support is what the offline groundedness metric measures (evaluation/answer_metrics.py): a
 sentence is supported by a passage when its embedding is close to one of the passage's sentences
 (cosine >= min_cosine) or when most of its content words appear in the passage (copying).
@@ -23,7 +28,8 @@ import numpy as np
 
 from pipelines.generation.refusal import REFUSAL_ANSWER
 
-Status = Literal["checked", "repaired", "unsupported", "quoted", "redundant"]
+Status = Literal["checked", "repaired", "unsupported", "quoted", "redundant", "trimmed"]
+DROPPED: tuple[Status, ...] = ("unsupported", "redundant", "trimmed")  # listed, not in the answer
 _CODE = re.compile(r"```.*?(?:```|$)", re.S)  # a fenced code block is one piece, never split
 _SENTENCE = re.compile(r".+?(?:[.!?](?:\s*\[\d{1,3}\])*[\"')\]]*(?=\s|$)|\n|$)", re.S)
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
@@ -98,7 +104,8 @@ class Citation:
     sources: list[int]  # the [n] it cites (1-based, into the sources the model was shown)
     # checked: the model's own, verified; repaired: set here; unsupported: dropped; quoted: a passage
     # sentence shown in place of an answer that had no supported sentence; redundant: dropped, it
-    # says nothing the question and the sentences before it did not (a small model's restating loop)
+    # says nothing the question and the sentences before it did not (a small model's restating loop);
+    # trimmed: supported, but past the answer's sentence limit (or a quote was closer to the question)
     status: Status
 
 
@@ -166,18 +173,38 @@ def _with_citations(sentence: str, sources: Sequence[int]) -> str:
     return f"{bare[:cut].rstrip()}{marks}{bare[cut:]}"
 
 
+def _quoted(best: tuple[int, str], dropped: list[Citation]) -> CheckedAnswer:
+    """Passage BEST's sentence as the answer, with its [n]; DROPPED stay listed before it."""
+    j, sentence = best
+    text = _with_citations(" ".join(sentence.split()), [j])
+    return CheckedAnswer(text, grounded=True, citations=[*dropped, Citation(text, [j], "quoted")])
+
+
 class CitationChecker:
     """Checks and repairs the citations of an answer against the passages the model was shown."""
 
-    def __init__(self, encoder: Encoder, min_cosine: float = 0.6, min_overlap: float = 0.7) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        min_cosine: float = 0.6,
+        min_overlap: float = 0.7,
+        max_sentences: int | None = None,
+    ) -> None:
         if not (0 < min_cosine <= 1 and 0 < min_overlap <= 1):
             raise ValueError("min_cosine and min_overlap must be in (0, 1]")
+        if max_sentences is not None and max_sentences < 1:
+            raise ValueError("max_sentences must be >= 1 (None: no limit)")
         self.encoder = encoder
         self.min_cosine = min_cosine
         self.min_overlap = min_overlap
+        self.max_sentences = max_sentences
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min_cosine": self.min_cosine, "min_overlap": self.min_overlap}
+        return {
+            "min_cosine": self.min_cosine,
+            "min_overlap": self.min_overlap,
+            "max_sentences": self.max_sentences,
+        }
 
     def support(self, claims: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         """support[i, j]: how well passage j supports claim i, in [0, 1] (>= 1 means supported)."""
@@ -222,12 +249,38 @@ class CitationChecker:
             if question and not _DECLINED.search(answer):
                 return self.quote(question, passages, citations, min_similarity)
             return CheckedAnswer(answer.strip(), grounded=False, citations=citations)
+        by_sentence = dict(zip(claims, citations, strict=True))
         if question:
-            by_sentence = dict(zip(claims, citations, strict=True))
             kept -= self._redundant(question, sentences, sorted(kept), by_sentence)
+        if self.max_sentences is not None:
+            return self._concise(question, sentences, sorted(kept), by_sentence, passages)
         shown = [s for i, s in enumerate(sentences) if i in kept or i not in claims]
         # What is shown is supported sentence by sentence; the dropped ones stay listed as unsupported.
         return CheckedAnswer(join_pieces(shown), grounded=True, citations=citations)
+
+    def _concise(
+        self,
+        question: str | None,
+        sentences: list[str],
+        kept: list[int],
+        citations: dict[int, Citation],
+        passages: Sequence[str],
+    ) -> CheckedAnswer:
+        """The first MAX_SENTENCES kept sentences (and the short pieces between them); the others
+        are marked trimmed. One sentence: the source's sentence closest to the question when it is
+        closer than the model's."""
+        assert self.max_sentences is not None
+        for i in kept[self.max_sentences :]:
+            citations[i].status = "trimmed"
+        kept = kept[: self.max_sentences]
+        listed = list(citations.values())
+        if question and self.max_sentences == 1:
+            best, similarity, own = self._closest(question, passages, rival=sentences[kept[0]])
+            if best is not None and similarity > own:
+                citations[kept[0]].status = "trimmed"
+                return _quoted(best, listed)
+        shown = [s for i, s in enumerate(sentences[: kept[-1] + 1]) if i in kept or i not in citations]
+        return CheckedAnswer(join_pieces(shown), grounded=True, citations=listed)
 
     @staticmethod
     def _redundant(
@@ -254,6 +307,18 @@ class CitationChecker:
     ) -> CheckedAnswer:
         """The passage sentence closest to the question, with its [n]: what the sources say; the
         refusal when that sentence is less similar to the question than MIN_SIMILARITY."""
+        best, similarity, _ = self._closest(question, passages)
+        if best is None:
+            return CheckedAnswer("", grounded=False, citations=dropped)
+        if min_similarity is not None and similarity < min_similarity:
+            return CheckedAnswer(REFUSAL_ANSWER, grounded=False, citations=dropped, refused=True)
+        return _quoted(best, dropped)
+
+    def _closest(
+        self, question: str, passages: Sequence[str], rival: str | None = None
+    ) -> tuple[tuple[int, str] | None, float, float]:
+        """The passages' sentence closest to QUESTION (its [n] and text; None when they have none),
+        its similarity to the question, and RIVAL's, from one encoder call."""
         # Passages keep their hard line wraps: join them, so a quote is a sentence, not a line.
         unwrapped = [_WRAP.sub(" ", p) for p in passages]
         pieces = [
@@ -262,14 +327,13 @@ class CitationChecker:
         prose = [(j, s) for j, s in pieces if _CITE.sub("", s).rstrip("\"') ").endswith((".", "!", "?"))]
         pieces = prose or pieces  # a heading is no answer, unless there is nothing else
         if not pieces:
-            return CheckedAnswer("", grounded=False, citations=dropped)
-        vectors = self.encoder.embed([question] + [_CITE.sub("", s) for _, s in pieces])
-        similarity = vectors[1:] @ vectors[0]
-        if min_similarity is not None and float(similarity.max()) < min_similarity:
-            return CheckedAnswer(REFUSAL_ANSWER, grounded=False, citations=dropped, refused=True)
-        j, sentence = pieces[int(np.argmax(similarity))]
-        text = _with_citations(" ".join(sentence.split()), [j])
-        return CheckedAnswer(text, grounded=True, citations=[*dropped, Citation(text, [j], "quoted")])
+            return None, 0.0, 0.0
+        rivals = [] if rival is None else [_CITE.sub("", rival)]
+        vectors = self.encoder.embed([question, *rivals] + [_CITE.sub("", s) for _, s in pieces])
+        similarity = vectors[1 + len(rivals) :] @ vectors[0]
+        best = int(np.argmax(similarity))
+        own = float(vectors[1] @ vectors[0]) if rivals else 0.0
+        return pieces[best], float(similarity[best]), own
 
     def _checked(self, sentence: str, support: np.ndarray, citations: list[Citation]) -> str:
         cited = [int(n) for n in _CITE.findall(sentence)]

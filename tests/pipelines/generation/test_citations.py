@@ -122,3 +122,48 @@ def test_no_support_and_no_close_source_sentence_is_the_refusal(checker: Citatio
     # A close enough source sentence is still quoted (the threshold is the collection's own).
     near = checker.check("Penguins fly [1].", PASSAGES, "What is a sourdough starter?", min_similarity=0.5)
     assert not near.refused and near.citations[-1].status == "quoted"
+
+
+def test_a_concise_answer_keeps_its_first_supported_sentences(embedder) -> None:  # type: ignore[no-untyped-def]
+    answer = (
+        "The with statement wraps a block with a context manager [1]. "
+        "Penguins winter in the Sahara [2]. "  # unsupported: dropped, does not count
+        "The exit method runs even when the block raises an exception [1]. "
+        "A starter is flour and water fermented by wild yeast [2]."
+    )
+    two = CitationChecker(embedder, max_sentences=2).check(answer, PASSAGES)
+    assert two.text == (
+        "The with statement wraps a block with a context manager [1]. "
+        "The exit method runs even when the block raises an exception [1]."
+    )
+    assert [c.status for c in two.citations] == ["checked", "unsupported", "checked", "trimmed"]
+    assert two.grounded
+    with pytest.raises(ValueError):
+        CitationChecker(embedder, max_sentences=0)
+
+
+def test_one_sentence_is_the_closer_of_the_models_and_the_sources(embedder) -> None:  # type: ignore[no-untyped-def]
+    one = CitationChecker(embedder, max_sentences=1)
+    question = "When does the exit method of a context manager run?"
+    # The model's first sentence is true but beside the question: the source's own sentence is closer.
+    vague = "The with statement wraps a block with a context manager [1]. It is common in Python code."
+    out = one.check(vague, PASSAGES, question)
+    assert out.text == "The context manager's exit method runs even when the block raises an exception [1]."
+    assert [c.status for c in out.citations] == ["trimmed", "unsupported", "quoted"] and out.grounded
+    # A model sentence closer to the question than any source sentence is the one shown.
+    direct = (
+        "The exit method of a context manager runs when the block ends or raises [1]. "
+        "The with statement wraps a block with a context manager [1]."
+    )
+    kept = one.check(direct, PASSAGES, question)
+    assert kept.text == "The exit method of a context manager runs when the block ends or raises [1]."
+    assert [c.status for c in kept.citations] == ["checked", "trimmed"]
+
+
+def test_the_packaged_small_model_answers_in_one_sentence_by_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipelines.settings import Settings
+
+    assert Settings(data_dir=tmp_path).answer_sentence_limit == 1
+    assert Settings(data_dir=tmp_path, generator="openai").answer_sentence_limit is None
+    assert Settings(data_dir=tmp_path, generator_model=str(tmp_path)).answer_sentence_limit is None
+    assert Settings(data_dir=tmp_path, generator="vllm", answer_sentences=3).answer_sentence_limit == 3

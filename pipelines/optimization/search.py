@@ -22,21 +22,41 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class TunedEmbedder:
+    """A fine-tuned embedder (optimization/finetune.py) and the index table it built."""
+
+    path: str  # its local folder
+    name: str
+    path_hash: str
+    index_table: str
+    uri: str = ""  # its MLflow model (models:/<collection>-embedder/<version>), once registered
+
+
+@dataclass(frozen=True)
 class Candidate:
-    """One RAG config: how the corpus is chunked, and how it is searched."""
+    """One RAG config: how the corpus is chunked, how it is searched, and, when fine-tuned, the
+    embedder its index was built with (None: the settings' model)."""
 
     chunking: Chunking
     retrieval: RetrievalConfig
+    embedder: TunedEmbedder | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"chunking": self.chunking.label, **asdict(self.retrieval)}
+        tuned = {"embedder": self.embedder.name} if self.embedder else {}
+        return {"chunking": self.chunking.label, **asdict(self.retrieval), **tuned}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chunking": asdict(self.chunking), "retrieval": asdict(self.retrieval)}
+        return {
+            "chunking": asdict(self.chunking),
+            "retrieval": asdict(self.retrieval),
+            "embedder": asdict(self.embedder) if self.embedder else None,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
-        return cls(Chunking(**data["chunking"]), RetrievalConfig(**data["retrieval"]))
+        tuned = data.get("embedder")
+        embedder = TunedEmbedder(**tuned) if tuned else None
+        return cls(Chunking(**data["chunking"]), RetrievalConfig(**data["retrieval"]), embedder)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ an MLflow run with the dataset and artifacts, linked from the Prefect run."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +18,7 @@ from pipelines.evaluation.evalsets import EvalSet, Split
 from pipelines.evaluation.evaluator import EvalOptions, EvalReport, Evaluator
 from pipelines.generation import Generator, make_generator
 from pipelines.index.embedding import Embedder
+from pipelines.optimization.search import TunedEmbedder
 from pipelines.optimization.variants import Chunking
 from pipelines.retrieval import RetrievalConfig, Retriever
 from pipelines.settings import Settings, get_settings, validate_collection
@@ -67,9 +69,10 @@ def make_evaluator(
     mode: str | None = None,
     generate: bool = False,
     max_answers: int | None = None,
+    embedder: TunedEmbedder | None = None,
 ) -> Evaluator:
     """An evaluator of COLLECTION as serving sees it (its champion, if any; MODE overrides the
-    retrieval mode only), or of RETRIEVAL."""
+    retrieval mode only), or of RETRIEVAL (with EMBEDDER's index table and model, when given)."""
     store = Store.from_settings(settings)
     if retrieval is None:
         override = {"mode": mode} if mode else {}
@@ -77,7 +80,9 @@ def make_evaluator(
         champion = store.champion(collection) or {}
         chunking = Chunking(**champion["chunking"]) if champion.get("chunking") else chunking
     else:
-        retriever = Retriever(store, collection, retrieval)
+        retriever = Retriever(store, collection, retrieval, table=embedder.index_table if embedder else None)
+        retriever.embedder = asdict(embedder) if embedder else None
+    model = retriever.query_model(settings.embedding_model, settings.model_cache)
     chunk = chunking or base_chunking(settings)
     options = EvalOptions(
         generate=generate,
@@ -90,7 +95,7 @@ def make_evaluator(
     )
     return Evaluator(
         retriever,
-        shared_embedder(settings.embedding_model),
+        shared_embedder(model),
         shared_generator() if generate else None,
         options,
         chunking={"tokens": chunk.tokens, "overlap": chunk.overlap},

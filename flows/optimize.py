@@ -86,7 +86,13 @@ def evaluate_candidate(
 ) -> EvalReport:
     target = build_variant(collection, candidate.chunking)
     evaluator = make_evaluator(
-        settings, target, candidate.retrieval, candidate.chunking, generate=generate, max_answers=max_answers
+        settings,
+        target,
+        candidate.retrieval,
+        candidate.chunking,
+        generate=generate,
+        max_answers=max_answers,
+        embedder=candidate.embedder,
     )
     return evaluator.run(evalset)
 
@@ -179,7 +185,10 @@ def promote(
     store = Store.from_settings(settings)
     with mlflow.start_run(run_id=parent_run_id):
         registered = tracking.register_champion(settings, collection, winner.to_dict(), scores, metric)
-    index_table = store.active_index(target).name if target != collection else None
+    if winner.embedder is not None:  # the fine-tuned model's own table
+        index_table: str | None = winner.embedder.index_table
+    else:
+        index_table = store.active_index(target).name if target != collection else None
     store.set_champion(
         collection,
         {
@@ -205,9 +214,13 @@ def optimize_flow(
     generate: bool = False,
     max_answers: int | None = None,
     holdout_share: float = 0.4,
+    finetune_budget_s: float | None = None,
+    feedback: str | None = None,
 ) -> dict[str, Any]:
     """Search COLLECTION's RAG configs on the search split of DATASET, check the best on the held-out
-    split, and promote it to champion if it beats the current one there."""
+    split, and promote it to champion if it beats the current one there. With FINETUNE_BUDGET_S,
+    then fine-tune the embedder for the champion's config (flows/finetune.py; FEEDBACK: a feedback
+    export to train on too), kept only if it beats that champion on the held-out split."""
     settings = get_settings()
     validate_collection(collection)
     log = get_run_logger()
@@ -311,6 +324,16 @@ def optimize_flow(
         parent.info.experiment_id,
         f"Best config of `{collection}` (held out)",
     )
+    tuned = None
+    if finetune_budget_s:
+        from flows.finetune import finetune_flow  # it builds on this flow's tasks
+
+        result = finetune_flow(
+            collection, dataset, finetune_budget_s, metric, holdout_share, feedback=feedback
+        )
+        tuned = {k: result[k] for k in ("pairs", "training", "model", "promoted", "reason")}
+        if result["promoted"]:
+            champion, promoted = result["champion"], True
     return {
         "collection": collection,
         "dataset": str(dataset),
@@ -323,6 +346,7 @@ def optimize_flow(
         "champion": {**champion, "params": chosen.params()} if champion else None,
         "promoted": promoted,
         "reason": reason,
+        "finetune": tuned,
         "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},
         "mlflow_run_id": parent_id,
         "mlflow_url": url,

@@ -14,7 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,30 @@ def resolve_embedding_model(path: str | Path | None) -> Path:
     if not p.is_dir():
         raise ModelNotFoundError(f"embedding model folder {p} does not exist (hub names are not loaded)")
     return p.resolve()
+
+
+def tuned_embedder_path(spec: Mapping[str, Any] | None, default: str | None, cache_dir: Path) -> str | None:
+    """The folder of a champion's fine-tuned embedder SPEC ({"path", "uri", "path_hash"}): its own
+    folder when this machine has it, else its MLflow model (URI) downloaded once into CACHE_DIR
+    (another node of a cluster). DEFAULT (the settings' model) when there is no SPEC."""
+    if not spec:
+        return default
+    if spec.get("path") and Path(spec["path"]).is_dir():
+        return str(spec["path"])
+    if not spec.get("uri"):
+        raise ModelNotFoundError(f"the champion's embedder {spec.get('path')} is not on this machine")
+    target = cache_dir / "embedders" / str(spec.get("path_hash", "model"))[:16]
+    found = [p.parent for p in target.rglob("modules.json")] if target.is_dir() else []
+    if not found:
+        import mlflow
+
+        tmp = _partial(target)
+        mlflow.artifacts.download_artifacts(artifact_uri=spec["uri"], dst_path=str(tmp))
+        _publish(tmp, target, "MLmodel")
+        found = [p.parent for p in target.rglob("modules.json")]
+    if not found:
+        raise ModelNotFoundError(f"{spec['uri']} holds no sentence-transformers model")
+    return str(found[0])
 
 
 def smollm2_gguf_path() -> Path:

@@ -270,6 +270,12 @@ class Store:
         row = self._registry_row(collection)
         return json.loads(row["champion"]) if row and row.get("champion") else None
 
+    def index_table_named(self, collection: str, name: str) -> Any:
+        """One of COLLECTION's index tables by name (a trial's, not necessarily the active one)."""
+        if not name.startswith(f"{validate_collection(collection)}__index_") or name not in self._names():
+            raise CollectionNotFoundError(f"collection {collection!r} has no index table {name!r}")
+        return self.db.open_table(name)
+
     def active_index(self, collection: str) -> Any:
         """The index table that serving and evaluation query: the champion's, else the latest built."""
         validate_collection(collection)

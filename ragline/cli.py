@@ -25,6 +25,7 @@ from ragline.console import (
     setup,
     working,
 )
+from ragline.feedback import feedback_app
 from ragline.keys import keys_app
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app = typer.Typer(
     help="ragline: documents in, a chat service with sources out.",
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(feedback_app, name="feedback")
 
 
 @app.command()
@@ -147,11 +149,18 @@ def optimize(
     latency_budget_ms: Annotated[float, typer.Option(help="p95 retrieval latency budget")] = 250.0,
     chunking: Annotated[bool, typer.Option(help="also search chunk size/overlap (re-embeds)")] = True,
     answers: Annotated[bool, typer.Option(help="score generated answers too (slow on CPU)")] = False,
+    finetune_budget: Annotated[
+        float | None, typer.Option(min=30, help="then fine-tune the embedder for this many seconds")
+    ] = None,
+    feedback: Annotated[
+        Path | None, typer.Option(help="a `ragline feedback export` folder to fine-tune on too")
+    ] = None,
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
     """Search RAG configs (each trial a nested MLflow run); promote the best to `champion` if it beats
-    the current champion on the held-out split."""
+    the current champion on the held-out split. --finetune-budget: then fine-tune the embedder
+    (`ragline finetune`), kept only if it beats that champion on the held-out split."""
     setup(verbose)
     from pipelines.evaluation.metrics import metric_names
 
@@ -164,11 +173,50 @@ def optimize(
     try:
         with working("optimize flow running"):
             args = (trials, metric, latency_budget_ms, chunking, answers)
-            result = optimize_flow(collection, str(dataset), *args)
+            tune = {"finetune_budget_s": finetune_budget, "feedback": str(feedback) if feedback else None}
+            result = optimize_flow(collection, str(dataset), *args, **tune)
     except (ValueError, LookupError, RuntimeError) as exc:
         fail(str(exc))
         return
     print_result(result, as_json, f"optimize {collection}")
+
+
+@app.command()
+def finetune(
+    collection: Collection = "sample",
+    dataset: Annotated[Path, typer.Option(help="BEIR-layout evaluation folder")] = Path(
+        ".ragline/sample-corpus/eval"
+    ),
+    time_budget: Annotated[float, typer.Option(min=30, help="seconds the training job may take")] = 600.0,
+    feedback: Annotated[
+        Path | None, typer.Option(help="a `ragline feedback export` folder: its rated answers train too")
+    ] = None,
+    metric: Annotated[str, typer.Option(help="the held-out gate, e.g. ndcg@10")] = "ndcg@10",
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """Fine-tune the embedder on the collection (Ray Train), re-embed with it, and make it part of
+    the champion only if it beats the incumbent on the held-out split."""
+    setup(verbose)
+    from pipelines.evaluation.metrics import metric_names
+
+    if metric not in metric_names():
+        fail(f"unknown --metric {metric!r}; use one of {', '.join(metric_names())}", 2)
+    if not dataset.is_dir():
+        fail(f"evaluation set {dataset} is not a folder (BEIR layout: queries.jsonl, qrels/test.tsv)", 2)
+    if feedback is not None and not (feedback / "ratings.jsonl").is_file():
+        fail(f"{feedback} is not a feedback export (no ratings.jsonl): see `ragline feedback export`", 2)
+    from flows.finetune import finetune_flow
+
+    try:
+        with working("finetune flow running"):
+            result = finetune_flow(
+                collection, str(dataset), time_budget, metric, feedback=str(feedback) if feedback else None
+            )
+    except (ValueError, LookupError, RuntimeError) as exc:
+        fail(str(exc))
+        return
+    print_result(result, as_json, f"finetune {collection}")
 
 
 @app.command("eval-set")

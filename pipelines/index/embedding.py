@@ -154,6 +154,7 @@ def embed_collection(
     on_progress: Progress | None = None,
     check: BatchCheck | None = None,
     retain: timedelta | None = None,
+    activate: bool = True,
 ) -> EmbedResult:
     """Embed the chunks that have no vector for this model yet; delete vectors of removed chunks.
 
@@ -163,6 +164,9 @@ def embed_collection(
     returned in `EmbedResult.rejected` (the flow quarantines them). Stale vectors are deleted and
     the collection's active index is switched only after every new vector is written, so a run that
     fails leaves the index serving what it served.
+
+    ACTIVATE=False builds the table without pointing the collection at it (a fine-tuned model's
+    trial: it serves only once promoted as part of a champion).
 
     `actors` is the most actors the pool grows to; each is sized to fit on one node
     (`pool_plan`), so the pool grows with the nodes of a cluster.
@@ -245,7 +249,8 @@ def embed_collection(
     # older than RETAIN are removed, the latest always stays.
     changed = written or stale or not has_fts(index)
     indexes = update_indexes(index, retain) if changed else {"rows": index.count_rows()}
-    store.set_active_index(collection, index.name, info)
+    if activate:
+        store.set_active_index(collection, index.name, info)
     return EmbedResult(
         collection=collection,
         model=info.name,

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from lancedb.background_loop import LOOP
 
 from pipelines.index.indexes import ANN_QUERY
+from pipelines.models import tuned_embedder_path
 from pipelines.retrieval.fusion import rrf_fuse
 from pipelines.retrieval.query import MODES, Embed, Hit, Mode, Query, RetrievalConfig, where_clause
 from pipelines.store import ModelInfo, Store
@@ -36,12 +38,18 @@ class Retriever:
 
     champion_version: str | None = None  # the registered champion this config came from, if any
     min_similarity: float | None = None  # the champion's refusal threshold (generation/refusal.py)
+    # The champion's fine-tuned embedder ({"path", "uri", "name", "path_hash", "index_table"}) when
+    # its index table is the one searched: queries must be embedded by it. None: the settings' model.
+    embedder: dict[str, Any] | None = None
 
-    def __init__(self, store: Store, collection: str, config: RetrievalConfig | None = None) -> None:
+    def __init__(
+        self, store: Store, collection: str, config: RetrievalConfig | None = None, table: str | None = None
+    ) -> None:
+        """TABLE: one of the collection's index tables by name (a trial's); None: the active one."""
         self.store = store
         self.collection = collection
         self.config = config or RetrievalConfig()
-        self.table = store.active_index(collection)
+        self.table = store.index_table_named(collection, table) if table else store.active_index(collection)
         self.model: ModelInfo = Store.model_of(self.table)
         self._async_table = store.open_async(self.table.name)
 
@@ -55,6 +63,9 @@ class Retriever:
         params = {**asdict(base or RetrievalConfig()), **champion.get("retrieval", {}), **override}
         retriever = cls(store, collection, RetrievalConfig(**params))
         retriever.champion_version = champion.get("version")
+        tuned = champion.get("embedder")
+        if tuned and tuned.get("index_table") == retriever.table.name:
+            retriever.embedder = tuned
         # The champion's threshold (learned with its config), else the latest evaluation's.
         learned = (champion.get("refusal") or {}).get("min_similarity")
         retriever.min_similarity = learned if learned is not None else store.refusal(collection)
@@ -67,8 +78,14 @@ class Retriever:
             "model": asdict(self.model),
             "champion_version": self.champion_version,
             "min_similarity": self.min_similarity,
+            "embedder": (self.embedder or {}).get("name"),
             **asdict(self.config),
         }
+
+    def query_model(self, default: str | None, cache_dir: Path) -> str | None:
+        """The model folder this retriever's queries must be embedded with: the champion's
+        fine-tuned embedder when its table is searched, else DEFAULT (the settings' model)."""
+        return tuned_embedder_path(self.embedder, default, cache_dir)
 
     @property
     def table_version(self) -> int:

@@ -14,38 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.evaluation.evalsets import BUNDLED
 from pipelines.settings import Settings
 from tests.conftest import free_port
+from tests.flows.beir_mini import write_beir_mini
 
 COLLECTION = "beir-mini"
-QUERIES = ["q01", "q03", "q05", "q08", "q09", "q13", "q17", "q18", "q20", "q22", "q25", "q28", "q35", "q40"]
-DISTRACTORS = ["pydoc-numbers", "pydoc-lists", "pydoc-strings", "pydoc-calls", "pydoc-types", "pydoc-objects"]
 
 
 @pytest.fixture(scope="module")
 def beir_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """14 of the sample set's questions, the topics they need plus distractors as corpus.jsonl,
-    one unanswerable question, and one qrel that names a document not in the corpus."""
-    from pydoc_data.topics import topics
-
-    root = tmp_path_factory.mktemp("beir")
-    (root / "qrels").mkdir()
-    queries = {q["_id"]: q for q in map(json.loads, (BUNDLED / "queries.jsonl").read_text().splitlines())}
-    lines = (BUNDLED / "qrels" / "test.tsv").read_text().splitlines()[1:]
-    qrels = [line.split("\t") for line in lines if line.split("\t")[0] in QUERIES]
-    docs = sorted({d for _, d, _ in qrels} | set(DISTRACTORS))
-    with (root / "corpus.jsonl").open("w") as fh:
-        for d in docs:
-            key = d.removeprefix("pydoc-")
-            fh.write(json.dumps({"_id": d, "title": key.replace("-", " "), "text": topics[key]}) + "\n")
-    with (root / "queries.jsonl").open("w") as fh:
-        for q in [*QUERIES, "u01"]:
-            fh.write(json.dumps(queries[q]) + "\n")
-    rows = ["\t".join(r) for r in qrels] + ["q01\tpydoc-not-in-corpus\t1"]
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
-    (root / "answers.jsonl").write_text((BUNDLED / "answers.jsonl").read_text())
-    return root
+    return write_beir_mini(tmp_path_factory.mktemp("beir"))
 
 
 def cli(*args: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pipelines.settings import Settings
 from pipelines.store import Store
 from serving import errors, resilience
 from serving.batching import Batcher, release_slot
+from serving.embedder import tuned_embedder
 from serving.timing import elapsed_ms
 
 
@@ -47,6 +48,7 @@ class Searcher:
         self.settings = Settings(**settings)
         self.embedder = embedder  # None: embed here (query_embedder inline)
         self._own: Embedder | None = None
+        self._tuned: dict[str, Embedder] = {}  # champions' fine-tuned embedders, by fingerprint
         if embedder is None:  # one thread: a batch's forward pass beside this replica's searches
             self._own = Embedder(self.settings.embedding_model, device=self.settings.embed_device, threads=1)
         self._batcher = Batcher(self._search_batch, self.MAX_BATCH, self.SLOTS)
@@ -159,16 +161,25 @@ class Searcher:
         await self._embed(["ready"])
         return True
 
-    async def _embed(self, texts: list[str]) -> dict[str, Any]:
+    async def _embed(self, texts: list[str], tuned: dict[str, Any] | None = None) -> dict[str, Any]:
         """{"model_hash", "vectors"}: from this replica's embedder in a thread (the event loop keeps
-        serving), or from the deployment, asked again once if its replica died."""
-        own = self._own
-        if own is not None:
+        serving), or from the deployment, asked again once if its replica died. TUNED: a champion's
+        fine-tuned embedder (Retriever.embedder); None: the settings' model."""
+        if self.embedder is None:
+            own = self._own if tuned is None else await self._tuned_embedder(tuned)
+            assert own is not None
             vectors = await asyncio.to_thread(own.embed, texts)
             return {"model_hash": own.info.path_hash, "vectors": vectors}
         handle = self.embedder
-        assert handle is not None
-        return await resilience.retry_if_replica_died(lambda: handle.embed.remote(texts))
+        if tuned is None:
+            return await resilience.retry_if_replica_died(lambda: handle.embed.remote(texts))
+        return await resilience.retry_if_replica_died(lambda: handle.embed_model.remote(tuned, texts))
+
+    async def _tuned_embedder(self, tuned: dict[str, Any]) -> Embedder:
+        """A champion's fine-tuned embedder, loaded once, off the event loop (fetched from MLflow
+        first when this node lacks its folder)."""
+        self._tuned, embedder = await tuned_embedder(self._tuned, tuned, self.settings)
+        return embedder
 
     def _embed_for(self, r: Retriever, timing: dict[str, float]) -> Embed:
         """The query embedder as R's embed function, checked to run the model R's index was built
@@ -176,7 +187,7 @@ class Searcher:
 
         async def embed(texts: list[str]) -> Any:
             t = time.perf_counter()
-            embedded = await self._embed(texts)
+            embedded = await self._embed(texts, r.embedder)
             timing["embed_ms"] = elapsed_ms(t)
             release_slot()  # the next batch may go to the embedder while this one is searched
             if embedded["model_hash"] != r.model.path_hash:

@@ -20,6 +20,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from pipelines.generation import refusal
+from pipelines.generation.citations import DROPPED
 from pipelines.generation.cleanup import clean_answer
 from pipelines.generation.prompts import PROMPT_VERSION, condense
 from pipelines.settings import Settings, validate_collection
@@ -188,7 +189,9 @@ class ChatIngress:
             degraded_reason=degraded_reason,
         )
         observability.answered(response, req.message)
-        response.message_id = self._record(auth.session_key(turn.session_id), req.message, response)
+        response.message_id = self._record(
+            auth.session_key(turn.session_id), req.message, response, turn.collection
+        )
         auth.account(usage.prompt_tokens, usage.completion_tokens)
         return response
 
@@ -198,13 +201,17 @@ class ChatIngress:
         check = {"grounded": False, "refused": True}
         return self._finish(req, turn, refusal.REFUSAL_ANSWER, shown, Usage(), "none", None, check)
 
-    def _record(self, session_id: str, question: str, response: ChatResponse) -> str:
+    def _record(self, session_id: str, question: str, response: ChatResponse, collection: str) -> str:
+        """The exchange, with what a feedback export needs: the collection and the cited sources."""
         self.sessions.append(session_id, "user", question)
+        cited = {n for c in response.citations if c.status not in DROPPED for n in c.sources}
         return self.sessions.append(
             session_id,
             "assistant",
             response.answer,
             sources=[s.id for s in response.sources],
+            cited=[s.id for n, s in enumerate(response.sources, 1) if n in cited],
+            **{"collection": collection, "question": question, "refused": response.refused},
             config_version=response.config_version,
             degraded=response.degraded,
         )

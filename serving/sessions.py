@@ -125,3 +125,34 @@ class SessionStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(feedback).where(feedback.c.message_id == message_id)).all()
         return [dict(r._mapping) for r in rows]
+
+    def rated_answers(self) -> list[dict[str, Any]]:
+        """Every rating with the answer it rates: {"feedback_id", "message_id", "rating", "comment",
+        "rated_at", "answer", "meta" (the answer's: collection, question, sources, cited ...)}."""
+        q = (
+            select(
+                feedback.c.id,
+                feedback.c.message_id,
+                feedback.c.rating,
+                feedback.c.comment,
+                feedback.c.created_at,
+                messages.c.content,
+                messages.c.meta,
+            )
+            .join(messages, messages.c.id == feedback.c.message_id)
+            .order_by(feedback.c.created_at)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [
+            {
+                "feedback_id": r.id,
+                "message_id": r.message_id,
+                "rating": r.rating,
+                "comment": r.comment,
+                "rated_at": r.created_at,
+                "answer": r.content,
+                "meta": json.loads(r.meta or "{}"),
+            }
+            for r in rows
+        ]

@@ -78,6 +78,11 @@ def embed_flow(collection: str, model: str | None = None) -> dict[str, Any]:
             f"collection {collection!r} has no chunks: run `ragline ingest ... -c {collection}` first"
         )
     summary = embed_chunks(collection, model)
+    if (Store.from_settings(get_settings()).champion(collection) or {}).get("embedder"):
+        from flows.finetune import update_tuned_index  # lazy: MLflow and Optuna load only for it
+
+        # the champion's fine-tuned model embeds the new chunks into its table too
+        summary["champion_table"] = update_tuned_index(collection, collection)
     summary["flow_run_id"] = str(flow_run.id or "local")
     create_table_artifact(
         [{k: str(v) for k, v in summary.items()}],

@@ -118,6 +118,18 @@ def embed_tuned(target: str, model_path: Path) -> str:
     return result.table
 
 
+def update_tuned_index(collection: str, target: str) -> str | None:
+    """When COLLECTION's champion brings a fine-tuned embedder whose table is TARGET's, embed
+    TARGET's new chunks with it too: the table serving searches must not fall behind the chunks."""
+    settings = get_settings()
+    tuned = (Store.from_settings(settings).champion(collection) or {}).get("embedder")
+    if not tuned or not tuned["index_table"].startswith(f"{target}__index_"):
+        return None
+    path = tuned_embedder_path(tuned, None, settings.model_cache)
+    assert path is not None
+    return embed_tuned(target, Path(path))
+
+
 @flow(name="finetune", log_prints=True)
 def finetune_flow(
     collection: str,

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from flows.embed import embed_flow
+from flows.finetune import update_tuned_index
 from flows.ingest import ingest_flow
 from flows.optimize import build_variant
 from flows.policy import REFRESH_LOCK_WAIT_S, REFRESH_TIMEOUT_S, collection_lock
@@ -32,5 +33,8 @@ def refresh_flow(
         champion = Store.from_settings(get_settings()).champion(collection) or {}
         if champion.get("index_table"):
             # The champion was chosen with its own chunking: bring that index up to date too.
-            result["champion_variant"] = build_variant(collection, Chunking(**champion["chunking"]))
+            target = build_variant(collection, Chunking(**champion["chunking"]))
+            result["champion_variant"] = target
+            if target != collection and update_tuned_index(collection, target):
+                result["champion_table"] = champion["index_table"]
     return result

@@ -151,18 +151,24 @@ def search(
     space = space or SearchSpace()
     base = base or RetrievalConfig()
     done: list[Trial] = []
+    # TPE proposes a config it has seen again now and then: scored once, reused (marked cached).
+    seen: dict[Candidate, EvalReport] = {}
 
     def objective(trial: Any) -> float:
         candidate = space.suggest(trial, base)
         with tracking.run(settings, collection, f"trial-{trial.number:03d}", nested=True) as run:
-            report = evaluate(candidate, search_set)
+            cached = candidate in seen
+            report = seen[candidate] if cached else evaluate(candidate, search_set)
+            seen[candidate] = report
             tracking.log_report(report, search_set, artifacts=False)
             p95 = report.metrics.get("retrieval_p95_ms", 0.0)
             score = float(report.metrics.get(metric, 0.0))
             feasible = p95 <= budget_ms
             mlflow.log_params({"chunking": candidate.chunking.label, "trial": trial.number})
-            mlflow.log_metrics({"objective": score, "feasible": float(feasible)})
+            mlflow.log_metrics({"objective": score, "feasible": float(feasible), "cached": float(cached)})
         trial.set_user_attr("p95_ms", p95)
+        # A trial over the latency budget is infeasible: TPE learns to avoid that region.
+        trial.set_constraint("p95_ms", p95 - budget_ms)
         metrics = {**report.metrics, "feasible": float(feasible)}
         result = Trial(trial.number, candidate, score, p95, run.info.run_id, metrics)
         done.append(result)
@@ -173,8 +179,6 @@ def search(
     sampler = optuna.samplers.TPESampler(
         seed=seed,
         n_startup_trials=min(8, max(2, trials // 3)),
-        # A trial over the latency budget is infeasible: TPE learns to avoid that region.
-        constraints_func=lambda t: [t.user_attrs.get("p95_ms", 0.0) - budget_ms],
     )
     study = optuna.create_study(direction="maximize", sampler=sampler, study_name=f"{collection}-{metric}")
     if start is not None:

@@ -15,15 +15,18 @@ import httpx
 import mlflow
 import pytest
 
+from benchmarks.corpus import chunk_frame
 from flows.embed import embed_flow
 from flows.finetune import finetune_flow
 from flows.ingest import ingest_flow
+from pipelines.ingest import tables as ingest
 from pipelines.optimization.finetune import LINEAGE_FILE
 from pipelines.settings import Settings, get_settings
 from pipelines.store import Store
 from tests.flows.beir_mini import write_beir_mini
 
 COLLECTION = "tune-mini"
+NEW_TEXT = "Quillon the harbour zebra was fed oats by the lighthouse keeper every evening at dusk."
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +179,16 @@ def test_the_running_app_follows_a_champion_with_a_tuned_embedder(
         body = _until(service, tuned["model"]["table"], query)
         assert body["version"].startswith(f"{tuned['model']['table']}@"), body["version"]
         assert body["results"], body  # queries embedded by the tuned model: no 409, real hits
+
+        # a new chunk reaches the champion's table too: `ragline embed` embeds it with both models
+        ingest.write_chunks(store, COLLECTION, [], chunk_frame([NEW_TEXT], prefix="fresh"))
+        assert embed_flow(COLLECTION)["champion_table"] == tuned["model"]["table"]
+        deadline = time.monotonic() + 40
+        while (
+            top := _search(service, NEW_TEXT)["results"][0]["id"]
+        ) != "fresh0" and time.monotonic() < deadline:
+            time.sleep(1)
+        assert top == "fresh0"
     finally:
         store.set_champion(COLLECTION, None)
     body = _until(service, base_table, query)

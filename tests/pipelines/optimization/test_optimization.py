@@ -47,3 +47,28 @@ def test_variant_names_and_chunking_labels() -> None:
     assert Chunking.parse("320/48") == Chunking(320, 48)
     with pytest.raises(ValueError, match="overlap"):
         Chunking(100, 100)
+
+
+def test_a_config_the_search_has_seen_is_scored_once(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One chunking and one mode: every trial proposes the same config, scored by one evaluation."""
+    import polars as pl
+
+    from pipelines.evaluation import tracking
+    from pipelines.evaluation.evalsets import EvalSet
+    from pipelines.evaluation.evaluator import EvalReport
+    from pipelines.optimization.search import search
+
+    calls: list[Candidate] = []
+
+    def evaluate(candidate: Candidate, evalset: EvalSet) -> EvalReport:
+        calls.append(candidate)
+        params = {"index_table": "t", "index_version": 1}
+        return EvalReport({"ndcg@10": 0.5, "retrieval_p95_ms": 1.0}, pl.DataFrame(), params, {})
+
+    queries = pl.DataFrame({"_id": ["q1"], "text": ["a question"], "synthetic": False})
+    space = SearchSpace(chunkings=(Chunking(200, 32),), modes=("text",))
+    with tracking.run(settings, "search-cache", "optimize"):
+        trials = search(
+            settings, "search-cache", evaluate, EvalSet("s", tmp_path, queries, {}), trials=3, space=space
+        )
+    assert len(trials) == 3 and len(calls) == 1 and all(t.score == 0.5 for t in trials)

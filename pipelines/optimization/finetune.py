@@ -112,6 +112,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             disable_tqdm=True,
             dataloader_num_workers=0,
             use_cpu=device == "cpu",
+            fp16=device == "cuda",  # mixed precision on a GPU worker: about twice the steps
         )
         trainer = SentenceTransformerTrainer(
             model=model,

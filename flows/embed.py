@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 
 from data_contracts import check_index_rows
 from flows.policy import EMBED_TIMEOUT_S, TRANSIENT_RETRIES
-from pipelines.index.embedding import embed_collection
+from pipelines.index.embedding import embed_collection, embed_options
 from pipelines.ingest.tables import quarantine_frame, write_quarantine
 from pipelines.runtime import ensure_ray
 from pipelines.settings import get_settings, validate_collection
@@ -37,13 +37,7 @@ def embed_chunks(collection: str, model: str | None) -> dict[str, Any]:
     result = embed_collection(
         store,
         collection,
-        model_path=model or settings.embedding_model,
-        device=settings.embed_device,
-        batch_size=settings.embed_batch_size,
-        actors=settings.embed_actors,
-        threads_per_actor=settings.embed_threads_per_actor,
-        gpus_per_actor=settings.embed_gpus_per_actor,
-        retain=settings.index_retention,
+        **embed_options(settings, model),
         on_progress=on_progress,
         check=check_index_rows,
     )

@@ -22,7 +22,7 @@ from flows.evaluate import artifact_key, load_evalset, shared_embedder, summary
 from flows.optimize import build_variant, evaluate_candidate, incumbent, promote
 from pipelines.evaluation import tracking
 from pipelines.evaluation.evalsets import EvalSet
-from pipelines.index.embedding import embed_collection
+from pipelines.index.embedding import embed_collection, embed_options
 from pipelines.models import tuned_embedder_path
 from pipelines.optimization.finetune import EmbedderTrainer, FinetuneConfig, FinetuneResult, register_embedder
 from pipelines.optimization.pairs import TrainingPairs, build_pairs
@@ -104,13 +104,7 @@ def embed_tuned(target: str, model_path: Path) -> str:
     result = embed_collection(
         Store.from_settings(settings),
         target,
-        model_path=model_path,
-        device=settings.embed_device,
-        batch_size=settings.embed_batch_size,
-        actors=settings.embed_actors,
-        threads_per_actor=settings.embed_threads_per_actor,
-        gpus_per_actor=settings.embed_gpus_per_actor,
-        retain=settings.index_retention,
+        **embed_options(settings, model_path),
         check=check_index_rows,
         activate=False,
     )

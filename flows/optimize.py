@@ -25,7 +25,7 @@ from flows.evaluate import (
 from pipelines.evaluation import tracking
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.evaluation.evaluator import EvalReport
-from pipelines.index.embedding import embed_collection
+from pipelines.index.embedding import embed_collection, embed_options
 from pipelines.index.indexes import ANN_MIN_ROWS
 from pipelines.ingest.tables import quarantine_frame, write_quarantine
 from pipelines.optimization.search import Candidate, SearchSpace, Trial, best, search
@@ -57,13 +57,7 @@ def build_variant(collection: str, chunking: Chunking) -> str:
     result = embed_collection(
         store,
         name,
-        model_path=settings.embedding_model,
-        device=settings.embed_device,
-        batch_size=settings.embed_batch_size,
-        actors=settings.embed_actors,
-        threads_per_actor=settings.embed_threads_per_actor,
-        gpus_per_actor=settings.embed_gpus_per_actor,
-        retain=settings.index_retention,
+        **embed_options(settings),
         check=check_index_rows,
     )
     get_run_logger().info(

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from pipelines.index.indexes import has_fts, update_indexes
 from pipelines.models import MINILM_NAME, default_embedding_model_path, offline_env, resolve_embedding_model
+from pipelines.settings import Settings
 from pipelines.store import ModelInfo, Store, sql_in
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,19 @@ class EmbedResult:
     @property
     def rows_per_s(self) -> float:
         return round(self.embedded / self.seconds, 1) if self.embedded and self.seconds > 0 else 0.0
+
+
+def embed_options(settings: Settings, model_path: str | Path | None = None) -> dict[str, Any]:
+    """`embed_collection`'s keyword arguments as the settings give them (MODEL_PATH: another model)."""
+    return {
+        "model_path": model_path or settings.embedding_model,
+        "device": settings.embed_device,
+        "batch_size": settings.embed_batch_size,
+        "actors": settings.embed_actors,
+        "threads_per_actor": settings.embed_threads_per_actor,
+        "gpus_per_actor": settings.embed_gpus_per_actor,
+        "retain": settings.index_retention,
+    }
 
 
 Progress = Callable[[int, int], None]

@@ -277,6 +277,10 @@ def register_embedder(
     )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient(settings.mlflow_uri)
+    # The lineage file is part of the model's fingerprint: a node that fetches the model from MLflow
+    # must get the very fingerprint its index table records.
+    data_path = mlflow.sentence_transformers.SENTENCE_TRANSFORMERS_DATA_PATH
+    client.log_model_artifact(info.model_id, str(result.model_path / LINEAGE_FILE), artifact_path=data_path)
     tags = {
         "base_model": result.base_model,
         "pairs": json.dumps(result.pairs),

@@ -158,12 +158,14 @@ def test_the_running_app_follows_a_champion_with_a_tuned_embedder(
     tuned: dict[str, Any], service: str, settings: Settings
 ) -> None:
     """Whatever the gate said, a champion that brings the tuned model (as `promote` writes it) is
-    served with that model, without a restart, and the base model again once it is demoted."""
+    served with that model, without a restart, fetched from MLflow where its folder is missing, and
+    the base model again once it is demoted."""
     store = Store.from_settings(settings)
     base_table = tuned["base_table"]
     info = Store.model_of(store.index_table_named(COLLECTION, tuned["model"]["table"]))
     embedder = {
-        "path": tuned["model"]["path"],
+        # not on "this node": the app fetches the model from MLflow, with the fingerprint its table records
+        "path": str(Path(tuned["model"]["path"]).with_name("elsewhere")),
         "name": info.name,
         "path_hash": info.path_hash,
         "index_table": tuned["model"]["table"],

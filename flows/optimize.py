@@ -325,7 +325,7 @@ def optimize_flow(
         result = finetune_flow(
             collection, dataset, finetune_budget_s, metric, holdout_share, feedback=feedback
         )
-        tuned = {k: result[k] for k in ("pairs", "training", "model", "promoted", "reason")}
+        tuned = result
         if result["promoted"]:
             champion, promoted = result["champion"], True
     return {

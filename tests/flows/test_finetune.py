@@ -1,4 +1,4 @@
-"""`finetune`: a real, time-budgeted fine-tuning of the embedder through Ray Train, logged and
+"""`optimize` with its `finetune` stage: a real, time-budgeted fine-tuning of the embedder through Ray Train, logged and
 registered in MLflow, re-embedded into its own table, promoted or refused by the held-out gate;
 then the running Serve app follows a champion that brings the tuned model."""
 
@@ -17,8 +17,8 @@ import pytest
 
 from benchmarks.corpus import chunk_frame
 from flows.embed import embed_flow
-from flows.finetune import finetune_flow
 from flows.ingest import ingest_flow
+from flows.optimize import optimize_flow
 from pipelines.ingest import tables as ingest
 from pipelines.optimization.finetune import LINEAGE_FILE
 from pipelines.settings import Settings, get_settings
@@ -67,12 +67,20 @@ def feedback(beir: Path, service: str, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def tuned(beir: Path, feedback: dict[str, Any]) -> dict[str, Any]:
+    """`optimize` with a fine-tuning stage and the feedback export: a config search that promotes the
+    first champion, then the embedder fine-tuned for it (the finetune flow), gated on the held-out split."""
     base_table = Store.from_settings(get_settings()).active_index(COLLECTION).name
     started = time.monotonic()
-    result = finetune_flow(
-        COLLECTION, str(beir), time_budget_s=45, feedback=str(feedback["dest"]), synthetic=120, batch_size=16
+    opt = optimize_flow(
+        COLLECTION, str(beir), trials=2, chunking=False, finetune_budget_s=45, feedback=str(feedback["dest"])
     )
-    return {**result, "wall_s": time.monotonic() - started, "base_table": base_table}
+    assert opt["champion"] and opt["finetune"]
+    return {
+        **opt["finetune"],
+        "wall_s": time.monotonic() - started,
+        "base_table": base_table,
+        "optimize": opt,
+    }
 
 
 def test_feedback_export_is_an_evaluation_set_with_ratings(feedback: dict[str, Any]) -> None:
@@ -131,12 +139,13 @@ def test_finetune_trains_registers_and_gates_on_the_held_out_split(
     better = scores["holdout_tuned"]["ndcg@10"] > scores["holdout_incumbent"]["ndcg@10"]
     assert tuned["promoted"] is better
     champion = store.champion(COLLECTION)
+    assert champion is not None  # the config search promoted the first champion
     if better:
-        assert champion and champion["embedder"]["index_table"] == table.name
+        assert champion["embedder"]["index_table"] == table.name
         assert store.active_index(COLLECTION).name == table.name
-    else:
-        assert champion is None  # refused: serving keeps what it served
-        assert store.active_index(COLLECTION).name != table.name
+        assert tuned["optimize"]["champion"]["version"] == tuned["champion"]["version"]
+    else:  # refused: serving keeps the config search's champion and its table
+        assert not champion.get("embedder") and store.active_index(COLLECTION).name == tuned["base_table"]
 
 
 def _search(url: str, query: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""`optimize` with its `finetune` stage: a real, time-budgeted fine-tuning of the embedder through Ray Train, logged and
-registered in MLflow, re-embedded into its own table, promoted or refused by the held-out gate;
-then the running Serve app follows a champion that brings the tuned model."""
+"""`optimize` with its `finetune` stage: a real, time-budgeted fine-tuning of the embedder through
+Ray Train on pairs that include a feedback export, logged and registered in MLflow, re-embedded into
+its own table, promoted or refused by the held-out gate; then the running Serve app follows a
+champion that brings the tuned model."""
 
 from __future__ import annotations
 

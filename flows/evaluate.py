@@ -18,9 +18,10 @@ from pipelines.evaluation.evalsets import EvalSet, Split
 from pipelines.evaluation.evaluator import EvalOptions, EvalReport, Evaluator
 from pipelines.generation import Generator, make_generator
 from pipelines.index.embedding import Embedder
-from pipelines.optimization.search import TunedEmbedder
+from pipelines.optimization.search import TunedEmbedder, TunedReranker
 from pipelines.optimization.variants import Chunking
 from pipelines.retrieval import RetrievalConfig, Retriever
+from pipelines.retrieval.rerank import load_reranker
 from pipelines.settings import Settings, get_settings, validate_collection
 from pipelines.store import Store
 
@@ -70,18 +71,24 @@ def make_evaluator(
     generate: bool = False,
     max_answers: int | None = None,
     embedder: TunedEmbedder | None = None,
+    reranker: TunedReranker | None = None,
 ) -> Evaluator:
     """An evaluator of COLLECTION as serving sees it (its champion, if any; MODE overrides the
-    retrieval mode only), or of RETRIEVAL (with EMBEDDER's index table and model, when given)."""
+    retrieval mode only), or of RETRIEVAL (with EMBEDDER's index table and model, and RERANKER at
+    the config's rerank_depth, when given)."""
     store = Store.from_settings(settings)
     if retrieval is None:
         override = {"mode": mode} if mode else {}
-        retriever = Retriever.champion(store, collection, RetrievalConfig.from_settings(settings), **override)
+        base = RetrievalConfig.from_settings(settings)
+        retriever = Retriever.champion(
+            store, collection, base, reranker_cache=settings.model_cache, **override
+        )
         champion = store.champion(collection) or {}
         chunking = Chunking(**champion["chunking"]) if champion.get("chunking") else chunking
     else:
         retriever = Retriever(store, collection, retrieval, table=embedder.index_table if embedder else None)
         retriever.embedder = asdict(embedder) if embedder else None
+        retriever.reranker = load_reranker(asdict(reranker), settings.model_cache) if reranker else None
     model = retriever.query_model(settings.embedding_model, settings.model_cache)
     chunk = chunking or base_chunking(settings)
     options = EvalOptions(

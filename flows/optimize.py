@@ -87,6 +87,7 @@ def evaluate_candidate(
         generate=generate,
         max_answers=max_answers,
         embedder=candidate.embedder,
+        reranker=candidate.reranker,
     )
     return evaluator.run(evalset)
 
@@ -213,8 +214,8 @@ def optimize_flow(
 ) -> dict[str, Any]:
     """Search COLLECTION's RAG configs on the search split of DATASET, check the best on the held-out
     split, and promote it to champion if it beats the current one there. With FINETUNE_BUDGET_S,
-    then fine-tune the embedder for the champion's config (flows/finetune.py; FEEDBACK: a feedback
-    export to train on too), kept only if it beats that champion on the held-out split."""
+    then fine-tune the embedder and train a reranker for the champion's config (flows/finetune.py;
+    FEEDBACK: a feedback export to train on too), kept only if they beat it on the held-out split."""
     settings = get_settings()
     validate_collection(collection)
     log = get_run_logger()
@@ -323,7 +324,7 @@ def optimize_flow(
         from flows.finetune import finetune_flow  # it builds on this flow's tasks
 
         result = finetune_flow(
-            collection, dataset, finetune_budget_s, metric, holdout_share, feedback=feedback
+            collection, dataset, finetune_budget_s, metric, holdout_share, feedback=feedback, reranker=True
         )
         tuned = result
         if result["promoted"]:

@@ -67,24 +67,41 @@ def tuned_embedder_path(spec: Mapping[str, Any] | None, default: str | None, cac
     """The folder of a champion's fine-tuned embedder SPEC ({"path", "uri", "path_hash"}): its own
     folder when this machine has it, else its MLflow model (URI) downloaded once into CACHE_DIR
     (another node of a cluster). DEFAULT (the settings' model) when there is no SPEC."""
+    return tuned_model_path(spec, default, cache_dir / "embedders", "modules.json")
+
+
+def tuned_model_path(
+    spec: Mapping[str, Any] | None, default: str | None, cache_dir: Path, marker: str = "config.json"
+) -> str | None:
+    """A trained model's folder (an embedder's or a reranker's, SPEC {"path", "uri", "path_hash"}):
+    SPEC's path when it exists here, else the folder holding MARKER in its MLflow artifacts (URI),
+    downloaded once into CACHE_DIR; DEFAULT without a SPEC."""
     if not spec:
         return default
     if spec.get("path") and Path(spec["path"]).is_dir():
         return str(spec["path"])
     if not spec.get("uri"):
-        raise ModelNotFoundError(f"the champion's embedder {spec.get('path')} is not on this machine")
-    target = cache_dir / "embedders" / str(spec.get("path_hash", "model"))[:16]
-    found = [p.parent for p in target.rglob("modules.json")] if target.is_dir() else []
-    if not found:
+        raise ModelNotFoundError(f"the champion's model {spec.get('path')} is not on this machine")
+    target = cache_dir / str(spec.get("path_hash") or spec["uri"].rstrip("/").rsplit("/", 1)[-1])[:16]
+
+    def found() -> Path | None:
+        hits = sorted(target.rglob(marker), key=lambda p: len(p.parts)) if target.is_dir() else []
+        return hits[0].parent if hits else None
+
+    if found() is None:
         import mlflow
 
         tmp = _partial(target)
         mlflow.artifacts.download_artifacts(artifact_uri=spec["uri"], dst_path=str(tmp))
-        _publish(tmp, target, "MLmodel")
-        found = [p.parent for p in target.rglob("modules.json")]
-    if not found:
-        raise ModelNotFoundError(f"{spec['uri']} holds no sentence-transformers model")
-    return str(found[0])
+        shutil.rmtree(target, ignore_errors=True)  # a leftover without the model
+        try:
+            tmp.rename(target)
+        except OSError:  # another process got there first: its copy is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    folder = found()
+    if folder is None:
+        raise ModelNotFoundError(f"{spec['uri']} holds no model ({marker} missing)")
+    return str(folder)
 
 
 def smollm2_gguf_path() -> Path:

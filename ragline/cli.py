@@ -192,11 +192,15 @@ def finetune(
         Path | None, typer.Option(help="a `ragline feedback export` folder: its rated answers train too")
     ] = None,
     metric: Annotated[str, typer.Option(help="the held-out gate, e.g. ndcg@10")] = "ndcg@10",
+    reranker: Annotated[
+        bool, typer.Option(help="also train a cross-encoder reranker on the same pairs (its own budget)")
+    ] = False,
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
-    """Fine-tune the embedder on the collection (Ray Train), re-embed with it, and make it part of
-    the champion only if it beats the incumbent on the held-out split."""
+    """Fine-tune the embedder on the collection (Ray Train), re-embed with it, with --reranker train
+    a reranker too, and make the best part of the champion only if it beats the incumbent on the
+    held-out split."""
     setup(verbose)
     from pipelines.evaluation.metrics import metric_names
 
@@ -211,7 +215,12 @@ def finetune(
     try:
         with working("finetune flow running"):
             result = finetune_flow(
-                collection, str(dataset), time_budget, metric, feedback=str(feedback) if feedback else None
+                collection,
+                str(dataset),
+                time_budget,
+                metric,
+                feedback=str(feedback) if feedback else None,
+                reranker=reranker,
             )
     except (ValueError, LookupError, RuntimeError) as exc:
         fail(str(exc))

@@ -85,7 +85,10 @@ class Searcher:
         state = (active.name, (self.store.champion(collection) or {}).get("version"))
         retriever = cached[0] if cached and cached[2] == state else None
         if retriever is None:
-            retriever = Retriever.champion(self.store, collection, self._base, **self._override)
+            s = self.settings  # the model cache: where a champion's reranker is fetched to, if need be
+            retriever = Retriever.champion(
+                self.store, collection, self._base, s.model_cache, s.reranker_model, **self._override
+            )
         # The table version is read here, not per request: a sync LanceDB call costs a thread hop,
         # and the store itself sees new versions only every RECHECK_S.
         self._retrievers[collection] = (retriever, now, state, retriever.table_version)
@@ -120,7 +123,8 @@ class Searcher:
         return {
             "hits": [h.to_dict() for h in hits],
             "mode": used,
-            "version": f"{r.table.name}@v{self._retrievers[collection][3]}/{used}",
+            "version": f"{r.table.name}@v{self._retrievers[collection][3]}/{used}"
+            + (f"+rerank{r.config.rerank_depth}" if r.reranker and r.config.rerank_depth else ""),
             "embed_ms": embed_ms,
             "search_ms": round(elapsed_ms(t) - (embed_ms or 0.0), 1),
             "cache_hit": cached is not None and cached[0] is r,

@@ -65,12 +65,6 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     import torch
     from datasets import Dataset
     from ray.train import Checkpoint
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-        losses,
-    )
     from sentence_transformers.training_args import BatchSamplers
     from transformers import TrainerCallback
 
@@ -78,8 +72,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
         torch.set_num_threads(cfg["threads"])
     deadline, queue = cfg["deadline"], cfg["progress"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = SentenceTransformer(cfg["base"], device=device, local_files_only=True)
-    model.max_seq_length = min(model.max_seq_length or cfg["max_seq_length"], cfg["max_seq_length"])
+    model, loss, trainer_cls, args_cls = _model_and_loss(cfg, device)
     data = Dataset.from_dict(cfg["columns"])
     state: dict[str, Any] = {"loss": None, "stopped": False}
 
@@ -98,14 +91,17 @@ def _train_loop(cfg: dict[str, Any]) -> None:
                 control.should_training_stop = True
 
     with tempfile.TemporaryDirectory() as work:
-        args = SentenceTransformerTrainingArguments(
+        args = args_cls(
             output_dir=work,
             num_train_epochs=cfg["epochs"],
             per_device_train_batch_size=cfg["batch_size"],
             learning_rate=cfg["learning_rate"],
             warmup_ratio=cfg["warmup_ratio"],
             seed=cfg["seed"],
-            batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate in a batch is a false negative
+            # an embedder's duplicate in a batch is a false in-batch negative
+            batch_sampler=BatchSamplers.NO_DUPLICATES
+            if cfg["kind"] == "embedder"
+            else BatchSamplers.BATCH_SAMPLER,
             save_strategy="no",
             logging_steps=1,
             report_to="none",
@@ -114,13 +110,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             use_cpu=device == "cpu",
             fp16=device == "cuda",  # mixed precision on a GPU worker: about twice the steps
         )
-        trainer = SentenceTransformerTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            loss=losses.MultipleNegativesRankingLoss(model),
-            callbacks=[Budget()],
-        )
+        trainer = trainer_cls(model=model, args=args, train_dataset=data, loss=loss, callbacks=[Budget()])
         trainer.train()
         out = Path(work) / "model"
         model.save(str(out))
@@ -134,9 +124,47 @@ def _train_loop(cfg: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(out)))
 
 
+def _model_and_loss(cfg: dict[str, Any], device: str) -> tuple[Any, Any, Any, Any]:
+    """The model to train, its loss, and sentence-transformers' trainer and arguments classes: a
+    bi-encoder with a contrastive loss (in-batch and hard negatives), or a cross-encoder, started
+    from the same weights, scoring (question, passage) as relevant or not."""
+    if cfg["kind"] == "reranker":
+        from sentence_transformers.cross_encoder import (
+            CrossEncoder,
+            CrossEncoderTrainer,
+            CrossEncoderTrainingArguments,
+            losses,
+        )
+
+        ce = CrossEncoder(
+            cfg["base"],
+            num_labels=1,
+            device=device,
+            local_files_only=True,
+            max_length=2 * cfg["max_seq_length"],
+        )
+        return ce, losses.BinaryCrossEntropyLoss(ce), CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+        losses,
+    )
+
+    model = SentenceTransformer(cfg["base"], device=device, local_files_only=True)
+    model.max_seq_length = min(model.max_seq_length or cfg["max_seq_length"], cfg["max_seq_length"])
+    loss = losses.MultipleNegativesRankingLoss(model)
+    return model, loss, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+
 class EmbedderTrainer:
     """Fine-tunes a sentence-transformers model (a local folder; None: the packaged MiniLM) on
     `TrainingPairs`, as a one-worker Ray Train job. `fit` returns the tuned model's folder."""
+
+    kind = "embedder"
+
+    def columns(self, pairs: TrainingPairs) -> dict[str, list[Any]]:
+        return pairs.columns()
 
     def __init__(
         self,
@@ -155,7 +183,7 @@ class EmbedderTrainer:
         return {"base_model": str(self.base_model), **asdict(self.config), "use_gpu": self.use_gpu}
 
     def planned_steps(self, pairs: TrainingPairs) -> int:
-        rows = len(pairs.columns()["anchor"])
+        rows = len(next(iter(self.columns(pairs).values())))
         return self.config.epochs * math.ceil(rows / self.config.batch_size)
 
     def fit(
@@ -169,11 +197,11 @@ class EmbedderTrainer:
 
         from pipelines.runtime import node_resources
 
-        columns = pairs.columns()
-        if len(columns["anchor"]) < self.config.batch_size // 2:
+        columns = self.columns(pairs)
+        rows = len(next(iter(columns.values())))
+        if rows < self.config.batch_size // 2:
             raise ValueError(
-                f"too few training pairs to fine-tune ({len(columns['anchor'])}): "
-                "add qrels, feedback or documents"
+                f"too few training pairs to fine-tune ({rows}): add qrels, feedback or documents"
             )
         started = time.time()
         gpus = max((n.get("GPU", 0.0) for n in node_resources()), default=0.0)
@@ -185,6 +213,7 @@ class EmbedderTrainer:
         # The worker stops training early enough to save and report within the budget.
         cfg = {
             **asdict(self.config),
+            "kind": self.kind,
             "base": str(self.base_model),
             "columns": columns,
             "threads": 0 if use_gpu else node_cpus,
@@ -235,6 +264,22 @@ class EmbedderTrainer:
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)  # published whole: a reader never sees half a model
         return out
+
+
+class RerankerTrainer(EmbedderTrainer):
+    """Trains a cross-encoder (the reranking stage) from the same base weights on the same pairs:
+    (question, positive) labelled 1, (question, hard negative) labelled 0."""
+
+    kind = "reranker"
+
+    def columns(self, pairs: TrainingPairs) -> dict[str, list[Any]]:
+        cols = pairs.columns()
+        negatives = cols.get("negative", [])
+        return {
+            "query": cols["anchor"] + cols["anchor"][: len(negatives)],
+            "passage": cols["positive"] + negatives,
+            "label": [1.0] * len(cols["anchor"]) + [0.0] * len(negatives),
+        }
 
 
 def _relay(queue: Any, on_progress: Progress | None, stop: threading.Event) -> None:

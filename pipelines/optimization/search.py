@@ -33,6 +33,15 @@ class TunedEmbedder:
 
 
 @dataclass(frozen=True)
+class TunedReranker:
+    """A cross-encoder trained by `ragline finetune --reranker` (retrieval/rerank.py)."""
+
+    path: str  # its local folder
+    name: str
+    uri: str = ""  # its MLflow artifacts (runs:/<run>/reranker)
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One RAG config: how the corpus is chunked, how it is searched, and, when fine-tuned, the
     embedder its index was built with (None: the settings' model)."""
@@ -40,9 +49,11 @@ class Candidate:
     chunking: Chunking
     retrieval: RetrievalConfig
     embedder: TunedEmbedder | None = None
+    reranker: TunedReranker | None = None  # used at the retrieval config's rerank_depth
 
     def params(self) -> dict[str, Any]:
         tuned = {"embedder": self.embedder.name} if self.embedder else {}
+        tuned |= {"reranker": self.reranker.name} if self.reranker else {}
         return {"chunking": self.chunking.label, **asdict(self.retrieval), **tuned}
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,13 +61,18 @@ class Candidate:
             "chunking": asdict(self.chunking),
             "retrieval": asdict(self.retrieval),
             "embedder": asdict(self.embedder) if self.embedder else None,
+            "reranker": asdict(self.reranker) if self.reranker else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
-        tuned = data.get("embedder")
-        embedder = TunedEmbedder(**tuned) if tuned else None
-        return cls(Chunking(**data["chunking"]), RetrievalConfig(**data["retrieval"]), embedder)
+        embedder, reranker = data.get("embedder"), data.get("reranker")
+        return cls(
+            Chunking(**data["chunking"]),
+            RetrievalConfig(**data["retrieval"]),
+            TunedEmbedder(**embedder) if embedder else None,
+            TunedReranker(**reranker) if reranker else None,
+        )
 
 
 @dataclass(frozen=True)

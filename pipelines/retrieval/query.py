@@ -47,6 +47,8 @@ class RetrievalConfig:
     # ANN search knobs; used only when the index table has an ANN index (None = LanceDB's default)
     nprobes: int | None = None
     refine_factor: int | None = None
+    # the first hits the reranker reorders (retrieval/rerank.py); 0: no reranking
+    rerank_depth: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrievalConfig:
@@ -57,6 +59,7 @@ class RetrievalConfig:
             rrf_k=settings.rrf_k,
             vector_weight=settings.vector_weight,
             text_weight=settings.text_weight,
+            rerank_depth=settings.rerank_depth if settings.reranker_model else 0,
         )
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ from pipelines.index.indexes import ANN_QUERY
 from pipelines.models import tuned_embedder_path
 from pipelines.retrieval.fusion import rrf_fuse
 from pipelines.retrieval.query import MODES, Embed, Hit, Mode, Query, RetrievalConfig, where_clause
+from pipelines.retrieval.rerank import Reranker, load_reranker
 from pipelines.store import ModelInfo, Store
 
 _COLUMNS = ["id", "doc_id", "title", "text", "source_uri", "chunk_index"]
@@ -31,6 +32,11 @@ class _Plan:
     n: int  # candidates per ranking
     where: str | None
     vector: np.ndarray | None
+    depth: int = 0  # the reranker's: that many hits are ranked, reranked, then cut to top_k
+
+    @property
+    def keep(self) -> int:
+        return max(self.top_k, self.depth)
 
 
 class Retriever:
@@ -41,6 +47,8 @@ class Retriever:
     # The champion's fine-tuned embedder ({"path", "uri", "name", "path_hash", "index_table"}) when
     # its index table is the one searched: queries must be embedded by it. None: the settings' model.
     embedder: dict[str, Any] | None = None
+    # The reranking stage (retrieval/rerank.py): used when the config's rerank_depth > 0.
+    reranker: Reranker | None = None
 
     def __init__(
         self, store: Store, collection: str, config: RetrievalConfig | None = None, table: str | None = None
@@ -55,10 +63,18 @@ class Retriever:
 
     @classmethod
     def champion(
-        cls, store: Store, collection: str, base: RetrievalConfig | None = None, **override: Any
+        cls,
+        store: Store,
+        collection: str,
+        base: RetrievalConfig | None = None,
+        reranker_cache: Path | None = None,
+        default_reranker: str | None = None,
+        **override: Any,
     ) -> Retriever:
         """The retriever serving uses: BASE (settings), then the collection's promoted champion
-        parameters, then OVERRIDE (an operator's live change) on top."""
+        parameters, then OVERRIDE (an operator's live change) on top; the champion's reranker
+        too (else DEFAULT_RERANKER, a folder), with RERANKER_CACHE (the model cache, where it is
+        fetched to on a node without it)."""
         champion = store.champion(collection) or {}
         params = {**asdict(base or RetrievalConfig()), **champion.get("retrieval", {}), **override}
         retriever = cls(store, collection, RetrievalConfig(**params))
@@ -66,6 +82,9 @@ class Retriever:
         tuned = champion.get("embedder")
         if tuned and tuned.get("index_table") == retriever.table.name:
             retriever.embedder = tuned
+        ranker = champion.get("reranker") or ({"path": default_reranker} if default_reranker else None)
+        if ranker and retriever.config.rerank_depth and reranker_cache is not None:
+            retriever.reranker = load_reranker(ranker, reranker_cache)
         # The champion's threshold (learned with its config), else the latest evaluation's.
         learned = (champion.get("refusal") or {}).get("min_similarity")
         retriever.min_similarity = learned if learned is not None else store.refusal(collection)
@@ -79,6 +98,7 @@ class Retriever:
             "champion_version": self.champion_version,
             "min_similarity": self.min_similarity,
             "embedder": (self.embedder or {}).get("name"),
+            "reranker": str(self.reranker.model_path) if self.reranker else None,
             **asdict(self.config),
         }
 
@@ -127,7 +147,14 @@ class Retriever:
             if not texts.done():  # embedding failed: stop the text searches, quietly
                 texts.add_done_callback(lambda f: f.cancelled() or f.exception())
                 texts.cancel()
-        return [self._rank(p, v, t) for p, v, t in zip(plans, vec_rows, txt_rows, strict=True)]
+        ranked = [self._rank(p, v, t) for p, v, t in zip(plans, vec_rows, txt_rows, strict=True)]
+        depth = self.config.rerank_depth if self.reranker is not None else 0
+        if depth:
+            reranker = self.reranker
+            assert reranker is not None
+            texts = [p.text for p in plans]
+            ranked = await asyncio.to_thread(reranker.rerank_many, texts, ranked, depth)
+        return [hits[: p.top_k] for p, hits in zip(plans, ranked, strict=True)]
 
     def _plan(self, q: Query, deferred: bool = False) -> _Plan:
         """DEFERRED: a missing vector will be embedded (aretrieve_many's EMBED)."""
@@ -140,7 +167,9 @@ class Retriever:
             if q.vector is None and not deferred:
                 raise ValueError("vector and hybrid retrieval need the query's vector")
             vector = None if q.vector is None else self._checked(q.vector)
-        return _Plan(q.text, mode, top_k, max(self.config.candidates, top_k), where_clause(q.filters), vector)
+        depth = self.config.rerank_depth if self.reranker is not None else 0
+        n = max(self.config.candidates, top_k, depth)
+        return _Plan(q.text, mode, top_k, n, where_clause(q.filters), vector, depth)
 
     def _checked(self, vector: np.ndarray | list[float]) -> np.ndarray:
         array = np.asarray(vector, dtype=np.float32)
@@ -180,9 +209,9 @@ class Retriever:
 
     def _rank(self, p: _Plan, vec_rows: list[dict[str, Any]], txt_rows: list[dict[str, Any]]) -> list[Hit]:
         if p.mode == "vector":
-            return [self._hit(r, 1.0 - float(r["_distance"])) for r in vec_rows[: p.top_k]]
+            return [self._hit(r, 1.0 - float(r["_distance"])) for r in vec_rows[: p.keep]]
         if p.mode == "text":
-            return [self._hit(r, float(r["_score"])) for r in txt_rows[: p.top_k]]
+            return [self._hit(r, float(r["_score"])) for r in txt_rows[: p.keep]]
         cfg = self.config
         rows = {r["id"]: r for r in txt_rows} | {r["id"]: r for r in vec_rows}
         fused = rrf_fuse(
@@ -192,7 +221,7 @@ class Retriever:
             ],
             cfg.rrf_k,
         )
-        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: p.top_k]
+        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: p.keep]
         return [self._hit(rows[i], s) for i, s in best]
 
     @staticmethod

@@ -135,14 +135,21 @@ def test_finetune_trains_registers_and_gates_on_the_held_out_split(
     loaded = mlflow.sentence_transformers.load_model(tuned["model"]["uri"])
     assert loaded.encode(["a question"]).shape == (1, 384)
 
-    # the gate: promoted exactly when the tuned model beats the incumbent on the held-out split
-    scores = tuned["scores"]
-    better = scores["holdout_tuned"]["ndcg@10"] > scores["holdout_incumbent"]["ndcg@10"]
+    # a reranker trained from the packaged MiniLM weights on the same pairs, scored at two depths
+    scores, chosen = tuned["scores"], tuned["chosen"]
+    assert (Path(tuned["reranker"]["path"]) / "config.json").is_file()
+    assert {"search_tuned_rerank5", "holdout_tuned_rerank10"} <= set(scores)
+    # the search split chose the challenger; the gate: promoted exactly when it beats the incumbent
+    # on the held-out split
+    challengers = [k.removeprefix("search_") for k in scores if k.startswith("search_tuned")]
+    assert chosen == max(challengers, key=lambda c: scores[f"search_{c}"]["ndcg@10"])
+    better = scores[f"holdout_{chosen}"]["ndcg@10"] > scores["holdout_incumbent"]["ndcg@10"]
     assert tuned["promoted"] is better
     champion = store.champion(COLLECTION)
     assert champion is not None  # the config search promoted the first champion
     if better:
         assert champion["embedder"]["index_table"] == table.name
+        assert bool(champion.get("reranker")) is chosen.startswith("tuned_rerank")
         assert store.active_index(COLLECTION).name == table.name
         assert tuned["optimize"]["champion"]["version"] == tuned["champion"]["version"]
     else:  # refused: serving keeps the config search's champion and its table
@@ -167,9 +174,9 @@ def _until(url: str, table: str, query: str) -> dict[str, Any]:
 def test_the_running_app_follows_a_champion_with_a_tuned_embedder(
     tuned: dict[str, Any], service: str, settings: Settings
 ) -> None:
-    """Whatever the gate said, a champion that brings the tuned model (as `promote` writes it) is
-    served with that model, without a restart, fetched from MLflow where its folder is missing, and
-    the base model again once it is demoted."""
+    """Whatever the gate said, a champion that brings the tuned model and the reranker (as `promote`
+    writes it) is served with them, without a restart, the model fetched from MLflow where its folder
+    is missing, and the base model again once it is demoted."""
     store = Store.from_settings(settings)
     base_table = tuned["base_table"]
     info = Store.model_of(store.index_table_named(COLLECTION, tuned["model"]["table"]))
@@ -184,13 +191,24 @@ def test_the_running_app_follows_a_champion_with_a_tuned_embedder(
     previous = store.champion(COLLECTION)
     store.set_champion(
         COLLECTION,
-        {"name": COLLECTION, "version": "99", "index_table": tuned["model"]["table"], "embedder": embedder},
+        {
+            "name": COLLECTION,
+            "version": "99",
+            "index_table": tuned["model"]["table"],
+            "embedder": embedder,
+            "retrieval": {"rerank_depth": 5},
+            "reranker": tuned["reranker"],
+        },
     )
     query = "What does the with statement do?"
     try:
         body = _until(service, tuned["model"]["table"], query)
         assert body["version"].startswith(f"{tuned['model']['table']}@"), body["version"]
         assert body["results"], body  # queries embedded by the tuned model: no 409, real hits
+        # ... and reordered by the trained reranker: its scores, a probability each, best first
+        assert body["version"].endswith("+rerank5"), body["version"]
+        top = [r["score"] for r in body["results"]]
+        assert top == sorted(top, reverse=True) and all(0.0 <= x <= 1.0 for x in top)
 
         # a new chunk reaches the champion's table too: `ragline embed` embeds it with both models
         ingest.write_chunks(store, COLLECTION, [], chunk_frame([NEW_TEXT], prefix="fresh"))

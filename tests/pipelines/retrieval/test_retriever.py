@@ -58,3 +58,25 @@ def test_the_threshold_an_evaluation_learned_serves_until_a_champion_brings_its_
     other = ModelInfo("m2", "fedcba9876543210", 16)  # another model's similarities: learned anew
     store.set_active_index("c", store.index_table("c", other).name, other)
     assert store.refusal("c") is None
+
+
+def test_the_reranker_reorders_the_first_hits_and_top_k_is_cut_after_it(retriever: Retriever) -> None:
+    from pipelines.models import default_embedding_model_path
+    from pipelines.retrieval.rerank import Reranker
+
+    q = _rows(200).column("vector")[7].values.to_numpy()
+    plain = retriever.retrieve("word7", q, mode="hybrid", top_k=3)
+    reranked = Retriever(retriever.store, "c", RetrievalConfig(top_k=5, rerank_depth=8))
+    reranked.reranker = Reranker(default_embedding_model_path())
+    hits = reranked.retrieve("word7", q, mode="hybrid", top_k=3)
+    assert len(hits) == 3 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # the 3 shown are the cross-encoder's best of the first 8 fused hits, not the fused top 3
+    eight = retriever.retrieve("word7", q, mode="hybrid", top_k=8)
+    assert {h.id for h in hits} <= {h.id for h in eight}
+    assert reranked.reranker.rerank_many(["word7"], [eight], 8)[0][:3] == hits
+    assert len(plain) == 3
+    # without a reranker, rerank_depth changes nothing
+    assert (
+        Retriever(retriever.store, "c", RetrievalConfig(rerank_depth=8)).retrieve("word7", q, top_k=3)
+        == plain
+    )

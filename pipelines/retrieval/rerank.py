@@ -1,0 +1,64 @@
+"""The reranking stage of the one retriever: a cross-encoder reads the question with each of the
+first `rerank_depth` hits and reorders them by its score. The weights are a local folder: one a
+user brings, or one `ragline finetune --reranker` trained from the packaged MiniLM weights on the
+collection's training pairs (optimization/finetune.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipelines.models import ModelNotFoundError, offline_env, tuned_model_path
+from pipelines.retrieval.query import Hit
+
+
+class Reranker:
+    """Scores (question, passage) pairs with a sentence-transformers `CrossEncoder` from MODEL_PATH."""
+
+    def __init__(
+        self, model_path: str | Path, device: str = "cpu", batch_size: int = 16, threads: int | None = None
+    ) -> None:
+        offline_env()
+        import torch
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        path = Path(model_path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"reranker folder {path} has no config.json (hub names are not loaded)")
+        if threads:
+            torch.set_num_threads(threads)
+        self.model_path = path.resolve()
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.batch_size = batch_size
+        self.model = CrossEncoder(str(self.model_path), device=self.device, local_files_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_path": str(self.model_path), "device": self.device, "batch_size": self.batch_size}
+
+    def rerank_many(self, queries: Sequence[str], hits: Sequence[list[Hit]], depth: int) -> list[list[Hit]]:
+        """Each query's first DEPTH hits reordered by the cross-encoder (its score replaces the
+        fused one); the hits past DEPTH keep their order after them. One forward pass for all."""
+        pairs = [(q, h.text) for q, found in zip(queries, hits, strict=True) for h in found[:depth]]
+        if not pairs:
+            return [list(found) for found in hits]
+        scores = iter(self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False).tolist())
+        out: list[list[Hit]] = []
+        for found in hits:
+            head = [replace(h, score=round(float(next(scores)), 6)) for h in found[:depth]]
+            out.append(sorted(head, key=lambda h: -h.score) + list(found[depth:]))
+        return out
+
+
+@lru_cache(maxsize=2)
+def _load(path: str, device: str) -> Reranker:
+    return Reranker(path, device=device, threads=None)
+
+
+def load_reranker(spec: Mapping[str, Any] | None, cache_dir: Path, device: str = "cpu") -> Reranker | None:
+    """A champion's or a candidate's reranker ({"path", "uri"}; fetched from MLflow where its folder
+    is missing), loaded once per process; None without one."""
+    path = tuned_model_path(spec, None, cache_dir / "rerankers")
+    return _load(path, device) if path else None

@@ -217,6 +217,7 @@ class Stack:
         on_host = self.settings.model_copy(update={"host": self.config.host})
         listeners = {**haproxy_ports(), **loopback_haproxy(on_host)}
         env = self._env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **listeners)
+        ensure_ray_token(env)
         child = self._spawn("ray", cmd, env, grace_s=30)
         self._record("ray", self.urls["ray"], f"{self.urls['ray']}/api/gcs_healthz", child)
         return child
@@ -306,6 +307,23 @@ class Stack:
         if mine:
             path.unlink(missing_ok=True)
         return swept
+
+
+def ensure_ray_token(env: dict[str, str]) -> None:
+    """`ray start --head` in token mode refuses to start without a token and, unlike `ray.init()`,
+    never makes one: on a machine that has none yet, make it (~/.ray/auth_token), as `ray
+    get-auth-token --generate` does."""
+    if env.get("RAY_AUTH_MODE", "").lower() != "token" or env.get("RAY_AUTH_TOKEN"):
+        return
+    token = Path(env.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    if not token.is_file():
+        subprocess.run(
+            [_bin("ray"), "get-auth-token", "--generate"],
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
 
 
 def _bin(name: str) -> str:

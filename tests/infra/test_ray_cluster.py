@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from deployments import processes as proc
-from deployments.stack import PROJECT_DIR
+from deployments.stack import PROJECT_DIR, ensure_ray_token
 from pipelines.runtime import SERVE_ENV, haproxy_ports
 from pipelines.sample import write_sample_corpus
 from pipelines.store import Store
@@ -175,6 +175,7 @@ def cluster(s3: dict[str, str]) -> Iterator[Cluster]:
     try:
         gcs, dash = free_port(), free_port()
         c.gcs, c.dashboard = f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}"
+        ensure_ray_token(env)  # a fresh machine has no token, and a head in token mode makes none
         head = c.start_node("head", [
             "--head", "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
             "--temp-dir", str(data / "ray"), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",

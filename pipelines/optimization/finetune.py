@@ -109,6 +109,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             dataloader_num_workers=0,
             use_cpu=device == "cpu",
             fp16=device == "cuda",  # mixed precision on a GPU worker: about twice the steps
+            ddp_static_graph=cfg["kind"] == "reranker",  # one worker; the cross-encoder trips DDP otherwise
         )
         trainer = trainer_cls(model=model, args=args, train_dataset=data, loss=loss, callbacks=[Budget()])
         trainer.train()

@@ -238,7 +238,7 @@ def main() -> None:
                 r = c.post(f"{url}/v1/search", json={"query": q})
                 (with_rerank if reranked else without).append((time.perf_counter() - t) * 1000)
                 assert r.status_code == 200, r.text
-                version = r.json()["version"]
+                version = r.json()["config_version"]
                 assert version.endswith(f"+rerank{args.rerank_depth}") is reranked, version
     runner.update_retrieval(settings, {})
     added = statistics.median(with_rerank) - statistics.median(without)

@@ -305,14 +305,14 @@ class ChatIngress:
 
     @api.post("/v1/search", response_model=SearchResponse)
     async def search(self, req: SearchRequest) -> SearchResponse:
-        collection = self._collection(req.collection)
-        timings = Timings()
+        collection, timings = self._collection(req.collection), Timings()
         found = await self._retrieve(collection, req.query, req.top_k, req.mode, req.filters, timings)
         return SearchResponse(
             results=[Source(**_source(h, found.get("min_similarity"))) for h in found["hits"]],
             collection=collection,
             mode=found["mode"],
             timings=timings,
+            config_version=found["version"],
         )
 
     @api.post("/v1/chat/completions")

@@ -112,6 +112,7 @@ class SearchResponse(BaseModel):
     collection: str
     mode: str
     timings: Timings
+    config_version: str = Field(default="", description="<index table>@v<n>/<mode>[+rerank<depth>]")
 
 
 class OpenAIMessage(BaseModel):

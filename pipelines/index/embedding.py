@@ -4,6 +4,7 @@ that embeds a collection's new chunks into its LanceDB index table."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -40,11 +41,18 @@ def model_fingerprint(path: Path) -> str:
 
 
 def model_name(path: Path) -> str:
+    """The packaged MiniLM's name, a trained model's own (its ragline.json: the same in its MLflow
+    copy, whatever the folder is called there), else the folder's name."""
     try:
         if path == default_embedding_model_path():
             return MINILM_NAME
     except Exception:  # the packaged model is optional when a path is given
         pass
+    lineage = path / "ragline.json"
+    if lineage.is_file():
+        name = json.loads(lineage.read_text()).get("name")
+        if isinstance(name, str) and name:
+            return name
     return path.name
 
 
@@ -324,7 +332,6 @@ def pool_plan(
 
 def _dimension(path: Path) -> int:
     """The output dimension without loading the weights (read from the model's config files)."""
-    import json
 
     for name in ("config_sentence_transformers.json", "1_Pooling/config.json", "config.json"):
         f = path / name

@@ -260,7 +260,13 @@ class EmbedderTrainer:
             pairs=pairs.counts(),
             device=str(metrics["device"]),
         )
-        record = {"base_model": out.base_model, "pairs": out.pairs, "config": asdict(self.config), **lineage}
+        record = {
+            "name": dest.name,  # the model's name wherever its folder lies (index_table names carry it)
+            "base_model": out.base_model,
+            "pairs": out.pairs,
+            "config": asdict(self.config),
+            **lineage,
+        }
         (tmp / LINEAGE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)  # published whole: a reader never sees half a model

@@ -1,6 +1,6 @@
 """`ragline feedback export`'s rules on rows as `SessionStore.rated_answers` returns them: every
 rating is exported or skipped with its reason, and a thumbs-down counts against what it cited (the
-export from a running app is tested in tests/flows/test_finetune.py)."""
+export from a running app is tested in tests/serving/test_finetune.py)."""
 
 from __future__ import annotations
 

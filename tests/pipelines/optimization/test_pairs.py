@@ -1,6 +1,6 @@
 """Training pairs for the embedder: where each comes from, that the held-out split never trains,
 and that a hard negative always comes from another document (the fine-tuning itself runs in
-tests/flows/test_finetune.py)."""
+tests/serving/test_finetune.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The reranking stage's mechanics on a real cross-encoder (MiniLM's weights with a fresh scoring
 head: the order it gives means nothing, the way it is applied does; a trained one is tested in
-tests/flows/test_finetune.py)."""
+tests/serving/test_finetune.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
 """`optimize` with its `finetune` stage: a real, time-budgeted fine-tuning of the embedder through
 Ray Train on pairs that include a feedback export, logged and registered in MLflow, re-embedded into
 its own table, promoted or refused by the held-out gate; then the running Serve app follows a
-champion that brings the tuned model."""
+champion that brings the tuned model.
+
+Here, beside the serving tests, and not in tests/flows: the session's Serve app starts with the first
+test that needs it, and while it runs, a `serve deploy` of another app (tests/infra, tests/ragline)
+was answered by this one (a clash of the two apps, not yet understood)."""
 
 from __future__ import annotations
 

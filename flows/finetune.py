@@ -50,20 +50,21 @@ def read_ratings(feedback: str | Path | None) -> list[dict[str, Any]]:
 
 @task(name="build-training-pairs", cache_policy=NO_CACHE)
 def training_pairs(
-    target: str, base: Candidate, search_set: EvalSet, rated: list[dict[str, Any]], synthetic: int
+    target: str,
+    base: Candidate,
+    base_table: str,
+    search_set: EvalSet,
+    rated: list[dict[str, Any]],
+    synthetic: int,
 ) -> TrainingPairs:
-    """Pairs from the search split, the feedback and the corpus, hard negatives from the index the
-    incumbent searches."""
+    """Pairs from the search split, the feedback and the corpus, hard negatives from BASE_TABLE, the
+    index the incumbent searches."""
     settings = get_settings()
     store = Store.from_settings(settings)
     chunks = pl.from_arrow(
         store.chunks(target).to_arrow().select(["id", "doc_id", "title", "text", "chunk_index"])
     )
-    table = (
-        store.index_table_named(target, base.embedder.index_table)
-        if base.embedder
-        else store.active_index(target)
-    )
+    table = store.index_table_named(target, base_table)
     rows = pl.from_arrow(table.to_arrow().select(["doc_id", "text", "vector"]))
     assert isinstance(chunks, pl.DataFrame) and isinstance(rows, pl.DataFrame)
     spec = None if base.embedder is None else asdict(base.embedder)
@@ -185,6 +186,8 @@ def finetune_flow(
     target = build_variant(collection, current.chunking)
     rated = read_ratings(feedback)
     config = FinetuneConfig(epochs=epochs, batch_size=batch_size, time_budget_s=time_budget_s)
+    store = Store.from_settings(settings)
+    base_table = current.embedder.index_table if current.embedder else store.active_index(target).name
 
     with tracking.run(settings, collection, "finetune", tags={"ragline.kind": "finetune"}) as parent:
         parent_id = parent.info.run_id
@@ -194,15 +197,15 @@ def finetune_flow(
                 "holdout_share": holdout_share,
                 "eval_digest": evalset.digest,
                 "base_embedder": current.embedder.name if current.embedder else "settings",
-                "index_table": Store.from_settings(settings).active_index(target).name,
+                "index_table": base_table,
                 "feedback": str(feedback or ""),
                 **{f"finetune_{k}": v for k, v in config.__dict__.items()},
             }
         )
-    pairs = training_pairs(target, current, search_set, rated, synthetic)
+    pairs = training_pairs(target, current, base_table, search_set, rated, synthetic)
     result = train_embedder(collection, current, pairs, config, parent_id)
     table = embed_tuned(target, result.model_path)
-    info = Store.model_of(Store.from_settings(settings).index_table_named(target, table))
+    info = Store.model_of(store.index_table_named(target, table))
     tuned = replace(current, embedder=TunedEmbedder(str(result.model_path), info.name, info.path_hash, table))
     candidates = {"incumbent": current, "tuned": tuned}
     ranker = train_reranker(collection, pairs, config, parent_id) if reranker else None

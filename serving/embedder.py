@@ -4,6 +4,7 @@ arrive together in one forward pass."""
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 from typing import Any
 
 from ray import serve
@@ -25,7 +26,6 @@ class QueryEmbedder:
     def __init__(self, settings: dict[str, Any]) -> None:
         s = self.settings = Settings(**settings)
         self.embedder = Embedder(s.embedding_model, device=s.embed_device, threads=1)
-        self._tuned: dict[str, Embedder] = {}  # champions' fine-tuned embedders, by fingerprint
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Live batching knobs: {"max_batch_size": 8, "batch_wait_timeout_s": 0.0}; a batch here
@@ -49,19 +49,19 @@ class QueryEmbedder:
     async def embed_model(self, tuned: dict[str, Any], texts: list[str]) -> dict[str, Any]:
         """With a champion's fine-tuned embedder (Retriever.embedder), loaded on first use; not
         batched across callers (a tuned model serves one collection)."""
-        self._tuned, embedder = await tuned_embedder(self._tuned, tuned, self.settings)
+        embedder = await tuned_embedder(tuned, self.settings)
         vectors = await asyncio.to_thread(embedder.embed, texts)
         return {"model_hash": embedder.info.path_hash, "vectors": vectors}
 
 
-async def tuned_embedder(
-    loaded: dict[str, Embedder], tuned: dict[str, Any], settings: Settings
-) -> tuple[dict[str, Embedder], Embedder]:
-    """TUNED's embedder from LOADED, else loaded off the event loop (its folder, or its MLflow
-    model fetched once into the model cache); returns the cache to keep (this one and the last)."""
-    key = str(tuned.get("path_hash") or tuned.get("path"))
-    if key not in loaded:
-        path = await asyncio.to_thread(tuned_embedder_path, tuned, None, settings.model_cache)
-        embedder = await asyncio.to_thread(Embedder, path, device=settings.embed_device, threads=1)
-        loaded = {**dict(list(loaded.items())[-1:]), key: embedder}
-    return loaded, loaded[key]
+async def tuned_embedder(tuned: dict[str, Any], settings: Settings) -> Embedder:
+    """TUNED's embedder (Retriever.embedder), loaded off the event loop on first use (its folder, or
+    its MLflow model fetched once into the model cache); the last two stay loaded."""
+    path = await asyncio.to_thread(tuned_embedder_path, tuned, None, settings.model_cache)
+    assert path is not None
+    return await asyncio.to_thread(_load, path, settings.embed_device)
+
+
+@lru_cache(maxsize=2)
+def _load(path: str, device: str) -> Embedder:
+    return Embedder(path, device=device, threads=1)

@@ -48,7 +48,6 @@ class Searcher:
         self.settings = Settings(**settings)
         self.embedder = embedder  # None: embed here (query_embedder inline)
         self._own: Embedder | None = None
-        self._tuned: dict[str, Embedder] = {}  # champions' fine-tuned embedders, by fingerprint
         if embedder is None:  # one thread: a batch's forward pass beside this replica's searches
             self._own = Embedder(self.settings.embedding_model, device=self.settings.embed_device, threads=1)
         self._batcher = Batcher(self._search_batch, self.MAX_BATCH, self.SLOTS)
@@ -170,7 +169,7 @@ class Searcher:
         serving), or from the deployment, asked again once if its replica died. TUNED: a champion's
         fine-tuned embedder (Retriever.embedder); None: the settings' model."""
         if self.embedder is None:
-            own = self._own if tuned is None else await self._tuned_embedder(tuned)
+            own = self._own if tuned is None else await tuned_embedder(tuned, self.settings)
             assert own is not None
             vectors = await asyncio.to_thread(own.embed, texts)
             return {"model_hash": own.info.path_hash, "vectors": vectors}
@@ -178,12 +177,6 @@ class Searcher:
         if tuned is None:
             return await resilience.retry_if_replica_died(lambda: handle.embed.remote(texts))
         return await resilience.retry_if_replica_died(lambda: handle.embed_model.remote(tuned, texts))
-
-    async def _tuned_embedder(self, tuned: dict[str, Any]) -> Embedder:
-        """A champion's fine-tuned embedder, loaded once, off the event loop (fetched from MLflow
-        first when this node lacks its folder)."""
-        self._tuned, embedder = await tuned_embedder(self._tuned, tuned, self.settings)
-        return embedder
 
     def _embed_for(self, r: Retriever, timing: dict[str, float]) -> Embed:
         """The query embedder as R's embed function, checked to run the model R's index was built

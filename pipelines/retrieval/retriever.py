@@ -108,6 +108,11 @@ class Retriever:
         return tuned_embedder_path(self.embedder, default, cache_dir)
 
     @property
+    def _rerank_depth(self) -> int:
+        """The hits the reranker reorders: the config's depth, 0 without a reranker."""
+        return self.config.rerank_depth if self.reranker is not None else 0
+
+    @property
     def table_version(self) -> int:
         return int(self.table.version)
 
@@ -148,12 +153,9 @@ class Retriever:
                 texts.add_done_callback(lambda f: f.cancelled() or f.exception())
                 texts.cancel()
         ranked = [self._rank(p, v, t) for p, v, t in zip(plans, vec_rows, txt_rows, strict=True)]
-        depth = self.config.rerank_depth if self.reranker is not None else 0
-        if depth:
-            reranker = self.reranker
-            assert reranker is not None
+        if self.reranker is not None and self._rerank_depth:
             texts = [p.text for p in plans]
-            ranked = await asyncio.to_thread(reranker.rerank_many, texts, ranked, depth)
+            ranked = await asyncio.to_thread(self.reranker.rerank_many, texts, ranked, self._rerank_depth)
         return [hits[: p.top_k] for p, hits in zip(plans, ranked, strict=True)]
 
     def _plan(self, q: Query, deferred: bool = False) -> _Plan:
@@ -167,9 +169,8 @@ class Retriever:
             if q.vector is None and not deferred:
                 raise ValueError("vector and hybrid retrieval need the query's vector")
             vector = None if q.vector is None else self._checked(q.vector)
-        depth = self.config.rerank_depth if self.reranker is not None else 0
-        n = max(self.config.candidates, top_k, depth)
-        return _Plan(q.text, mode, top_k, n, where_clause(q.filters), vector, depth)
+        n = max(self.config.candidates, top_k, self._rerank_depth)
+        return _Plan(q.text, mode, top_k, n, where_clause(q.filters), vector, self._rerank_depth)
 
     def _checked(self, vector: np.ndarray | list[float]) -> np.ndarray:
         array = np.asarray(vector, dtype=np.float32)

@@ -34,11 +34,13 @@ class TunedEmbedder:
 
 @dataclass(frozen=True)
 class TunedReranker:
-    """A cross-encoder trained by `ragline finetune --reranker` (retrieval/rerank.py)."""
+    """A reranker trained by the loop (retrieval/rerank.py): a cross-encoder (`ragline finetune
+    --reranker`) or a feature ranker (`ragline optimize`, kind "features")."""
 
     path: str  # its local folder
     name: str
     uri: str = ""  # its MLflow artifacts (runs:/<run>/reranker)
+    kind: str = "cross-encoder"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class Hit:
     source_uri: str = ""
     chunk_index: int = 0
     similarity: float | None = None  # cosine to the query vector, when the vector search found it
+    text_score: float | None = None  # BM25 of the full-text search, when it found it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,7 +1,12 @@
-"""The reranking stage of the one retriever: a cross-encoder reads the question with each of the
-first `rerank_depth` hits and reorders them by its score. The weights are a local folder: one a
-user brings, or one `ragline finetune --reranker` trained from the packaged MiniLM weights on the
-collection's training pairs (optimization/finetune.py)."""
+"""The reranking stage of the one retriever: the first `rerank_depth` hits are reordered by
+either backend:
+
+- a cross-encoder that reads the question with each hit: a local folder a user brings, or one
+  `ragline finetune --reranker` trained from the packaged MiniLM weights on the collection's
+  training pairs (optimization/finetune.py);
+- a feature ranker (retrieval/ltr.py), learned by `ragline optimize` from the search split
+  (optimization/ranker.py): no model reads the passages, so it costs well under a millisecond.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.models import ModelNotFoundError, offline_env, tuned_model_path
+from pipelines.retrieval.ltr import MODEL_FILE, FeatureRanker
 from pipelines.retrieval.query import Hit
 
 
@@ -52,13 +58,21 @@ class Reranker:
         return out
 
 
-@lru_cache(maxsize=2)
-def _load(path: str, device: str) -> Reranker:
+AnyReranker = Reranker | FeatureRanker
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, kind: str, device: str) -> AnyReranker:
+    if kind == FeatureRanker.kind:
+        return FeatureRanker.load(path)
     return Reranker(path, device=device, threads=None)
 
 
-def load_reranker(spec: Mapping[str, Any] | None, cache_dir: Path, device: str = "cpu") -> Reranker | None:
-    """A champion's or a candidate's reranker ({"path", "uri"}; fetched from MLflow where its folder
-    is missing), loaded once per process; None without one."""
-    path = tuned_model_path(spec, None, cache_dir / "rerankers")
-    return _load(path, device) if path else None
+def load_reranker(spec: Mapping[str, Any] | None, cache_dir: Path, device: str = "cpu") -> AnyReranker | None:
+    """A champion's or a candidate's reranker ({"path", "uri", "kind"}: a cross-encoder folder by
+    default, or a feature ranker's; fetched from MLflow where its folder is missing), loaded once
+    per process; None without one."""
+    kind = (spec or {}).get("kind") or "cross-encoder"
+    marker = MODEL_FILE if kind == FeatureRanker.kind else "config.json"
+    path = tuned_model_path(spec, None, cache_dir / "rerankers", marker=marker)
+    return _load(path, kind, device) if path else None

@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from data_contracts import check_index_rows
 from flows.evaluate import artifact_key, load_evalset, shared_embedder, summary
 from flows.optimize import build_variant, evaluate_candidate, incumbent, promote
+from flows.ranker import train_feature_ranker
 from pipelines.evaluation import tracking
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.index.embedding import embed_collection, embed_options
@@ -206,8 +207,15 @@ def finetune_flow(
     result = train_embedder(collection, current, pairs, config, parent_id)
     table = embed_tuned(target, result.model_path)
     info = Store.model_of(store.index_table_named(target, table))
-    tuned = replace(current, embedder=TunedEmbedder(str(result.model_path), info.name, info.path_hash, table))
+    # A feature ranker learned on the incumbent's similarities does not carry over to a new embedder.
+    plain = current
+    if current.reranker and current.reranker.kind == "features":
+        plain = replace(current, reranker=None, retrieval=replace(current.retrieval, rerank_depth=0))
+    tuned = replace(plain, embedder=TunedEmbedder(str(result.model_path), info.name, info.path_hash, table))
     candidates = {"incumbent": current, "tuned": tuned}
+    if tuned.reranker is None:  # one relearned for the tuned embedder, kept if it helps under CV
+        featured, _ = train_feature_ranker(collection, target, tuned, search_set, parent_id)
+        candidates |= {"tuned_features": featured} if featured else {}
     ranker = train_reranker(collection, pairs, config, parent_id) if reranker else None
     for depth in rerank_depths if ranker else ():
         deeper = replace(tuned.retrieval, rerank_depth=depth)
@@ -253,7 +261,8 @@ def finetune_flow(
     winner = replace(winner, embedder=replace(tuned.embedder, uri=registered["uri"]))  # type: ignore[arg-type]
     against = f"champion v{champ['version']}" if champ else "the defaults"
     reranked = winner.retrieval.rerank_depth if winner.reranker else 0
-    what = f"tuned embedder + reranker (depth {reranked})" if reranked else "tuned embedder"
+    kind = winner.reranker.kind if winner.reranker else ""
+    what = f"tuned embedder + {kind} reranker (depth {reranked})" if reranked else "tuned embedder"
     reason = f"held-out {metric}: {what} {new:.4f} vs {against} {old:.4f}"
     champion = None
     if promoted:

@@ -1,6 +1,7 @@
 """Optimize: evaluate the incumbent → search configs (Optuna, nested MLflow runs) on the search
-split → score the winner and the incumbent on the held-out split → promote the winner to the
-collection's `champion` (MLflow registry alias + the serving registry) only if it is better there."""
+split → learn a feature ranker for the winner (kept if it helps) → score the winner and the
+incumbent on the held-out split → promote the winner to the collection's `champion` (MLflow
+registry alias + the serving registry) only if it is better there."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from flows.evaluate import (
     publish,
     summary,
 )
+from flows.ranker import train_feature_ranker
 from pipelines.evaluation import tracking
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.evaluation.evaluator import EvalReport
@@ -211,11 +213,14 @@ def optimize_flow(
     holdout_share: float = 0.4,
     finetune_budget_s: float | None = None,
     feedback: str | None = None,
+    rerank: bool = True,
 ) -> dict[str, Any]:
     """Search COLLECTION's RAG configs on the search split of DATASET, check the best on the held-out
-    split, and promote it to champion if it beats the current one there. With FINETUNE_BUDGET_S,
-    then fine-tune the embedder and train a reranker for the champion's config (flows/finetune.py;
-    FEEDBACK: a feedback export to train on too), kept only if they beat it on the held-out split."""
+    split, and promote it to champion if it beats the current one there. With RERANK, the search
+    winner first gets a feature ranker learned on the search split where it beats the fused ranking
+        under cross-validation (flows/ranker.py). With FINETUNE_BUDGET_S, then fine-tune the embedder
+    and train a cross-encoder for the champion's config (flows/finetune.py; FEEDBACK: a feedback
+    export to train on too), kept only if they beat it on the held-out split."""
     settings = get_settings()
     validate_collection(collection)
     log = get_run_logger()
@@ -262,8 +267,13 @@ def optimize_flow(
         current,
     )
     winner = best(done)
+    finalist, ranker = winner.candidate, None
+    if rerank and finalist.reranker is None:
+        target = build_variant(collection, finalist.chunking)
+        ranked, ranker = train_feature_ranker(collection, target, finalist, search_set, parent_id)
+        finalist = ranked or finalist
     best_report, best_run = score_holdout(
-        collection, winner.candidate, holdout, "best", generate, max_answers, parent_id
+        collection, finalist, holdout, "best", generate, max_answers, parent_id
     )
     inc_report, _ = score_holdout(collection, current, holdout, "incumbent", generate, max_answers, parent_id)
     new, old = best_report.metrics.get(metric, 0.0), inc_report.metrics.get(metric, 0.0)
@@ -273,7 +283,7 @@ def optimize_flow(
     promoted = new > old or champ is None
     if promoted:
         # With no champion yet, the better of the winner and the defaults becomes the first one.
-        chosen, chosen_report = (winner.candidate, best_report) if new >= old else (current, inc_report)
+        chosen, chosen_report = (finalist, best_report) if new >= old else (current, inc_report)
         # The refusal threshold is learned on the search split (its unanswerable questions), like
         # the config; the held-out split only scores.
         calibration = evaluate_candidate(settings, collection, chosen, search_set, False, None)
@@ -294,7 +304,7 @@ def optimize_flow(
                 "promoted": float(promoted),
             }
         )
-        mlflow.log_dict(winner.candidate.to_dict(), "best_config.json")
+        mlflow.log_dict(finalist.to_dict(), "best_config.json")
         trials_frame = pl.DataFrame(
             [{"trial": t.number, "score": t.score, "p95_ms": t.p95_ms, **t.candidate.params()} for t in done]
         )
@@ -334,13 +344,14 @@ def optimize_flow(
         "dataset": str(dataset),
         "trials": len(done),
         "best": {
-            "params": winner.candidate.params(),
+            "params": finalist.params(),
             "metrics": {"search": {metric: round(winner.score, 4)}, "holdout": summary(best_report)},
         },
         "incumbent": {"params": current.params(), "holdout": {metric: round(old, 4)}},
         "champion": {**champion, "params": chosen.params()} if champion else None,
         "promoted": promoted,
         "reason": reason,
+        "ranker": ranker,
         "finetune": tuned,
         "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},
         "mlflow_run_id": parent_id,

@@ -149,6 +149,9 @@ def optimize(
     latency_budget_ms: Annotated[float, typer.Option(help="p95 retrieval latency budget")] = 250.0,
     chunking: Annotated[bool, typer.Option(help="also search chunk size/overlap (re-embeds)")] = True,
     answers: Annotated[bool, typer.Option(help="score generated answers too (slow on CPU)")] = False,
+    rerank: Annotated[
+        bool, typer.Option(help="learn a feature ranker for the winner (kept if it helps under CV)")
+    ] = True,
     finetune_budget: Annotated[
         float | None, typer.Option(min=30, help="then fine-tune the embedder for this many seconds")
     ] = None,
@@ -159,7 +162,8 @@ def optimize(
     verbose: Verbose = False,
 ) -> None:
     """Search RAG configs (each trial a nested MLflow run); promote the best to `champion` if it beats
-    the current champion on the held-out split. --finetune-budget: then fine-tune the embedder
+    the current champion on the held-out split; the winner first gets a feature ranker learned on the
+    search split where it helps (--no-rerank: not). --finetune-budget: then fine-tune the embedder
     (`ragline finetune`), kept only if it beats that champion on the held-out split."""
     setup(verbose)
     from pipelines.evaluation.metrics import metric_names
@@ -174,6 +178,7 @@ def optimize(
         with working("optimize flow running"):
             args = (trials, metric, latency_budget_ms, chunking, answers)
             tune = {"finetune_budget_s": finetune_budget, "feedback": str(feedback) if feedback else None}
+            tune |= {"rerank": rerank}
             result = optimize_flow(collection, str(dataset), *args, **tune)
     except (ValueError, LookupError, RuntimeError) as exc:
         fail(str(exc))

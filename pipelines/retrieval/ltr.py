@@ -1,8 +1,8 @@
 """A learning-to-rank reranker over retrieval features: the first hits of a search are reordered by
 a linear model of what the retriever already knows about each (its fused rank and score, its cosine
-similarity and BM25 score, how much of the question its text and title cover, its length, how many
-of the hits share its document). It reads no passage through a model, so it costs well under a
-millisecond a query on a CPU, where a cross-encoder costs hundreds (benchmarks/serve_latency.py).
+similarity and BM25 score, how much of the question its text covers, its length). It reads no
+passage through a model, so it costs well under a millisecond a query on a CPU, where a
+cross-encoder costs hundreds (benchmarks/serve_latency.py).
 
 The weights are learned by `optimization/ranker.py` from the search split of an evaluation set
 (pairwise logistic regression, RankSVM's formulation) and stored as one JSON file: no pickle is
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -34,11 +33,11 @@ FEATURES: tuple[str, ...] = (
     "bm25",  # relative to the query's best
     "has_bm25",
     "text_coverage",  # share of the question's terms in the passage
-    "title_coverage",  # share of the question's terms in the title
     "log_length",  # words in the passage
-    "first_chunk",
-    "document_hits",  # the hits of the same document among those ranked
 )
+# Only what relates a hit to the question: features of a corpus's make-up (titles, a chunk's place in
+# its document, how many chunks a document has among the hits) fitted a 20-question split and
+# failed the other half of the sample set; they depend on how one collection was written.
 _WORD = re.compile(r"[a-z0-9]+")
 # Words that say nothing about what a question is after (coverage counts the rest).
 _STOP = frozenset(
@@ -62,7 +61,6 @@ def features(question: str, hits: Sequence[Hit]) -> np.ndarray:
     bm25 = [h.text_score for h in hits if h.text_score is not None]
     top_bm25 = max(bm25) if bm25 and max(bm25) > 0 else 1.0
     top_fused = max((h.score for h in hits), default=1.0) or 1.0
-    per_doc = Counter(h.doc_id for h in hits)
     rows = []
     for i, h in enumerate(hits):
         sim = h.similarity if h.similarity is not None else floor
@@ -77,10 +75,7 @@ def features(question: str, hits: Sequence[Hit]) -> np.ndarray:
                 (h.text_score or 0.0) / top_bm25,
                 float(h.text_score is not None),
                 len(asked & words) / len(asked) if asked else 0.0,
-                len(asked & terms(h.title)) / len(asked) if asked else 0.0,
                 math.log1p(len(h.text.split())),
-                float(h.chunk_index == 0),
-                float(per_doc[h.doc_id] - 1),
             ]
         )
     return np.asarray(rows, dtype=np.float64)

@@ -68,11 +68,16 @@ def _load(path: str, kind: str, device: str) -> AnyReranker:
     return Reranker(path, device=device, threads=None)
 
 
+def _kind_of(path: str | None) -> str:
+    """A folder a user names (RAGLINE_RERANKER_MODEL): a feature ranker's where it holds one."""
+    return FeatureRanker.kind if path and (Path(path) / MODEL_FILE).is_file() else "cross-encoder"
+
+
 def load_reranker(spec: Mapping[str, Any] | None, cache_dir: Path, device: str = "cpu") -> AnyReranker | None:
-    """A champion's or a candidate's reranker ({"path", "uri", "kind"}: a cross-encoder folder by
-    default, or a feature ranker's; fetched from MLflow where its folder is missing), loaded once
-    per process; None without one."""
-    kind = (spec or {}).get("kind") or "cross-encoder"
+    """A champion's or a candidate's reranker ({"path", "uri", "kind"}: a cross-encoder folder, or
+    a feature ranker's where KIND says so or the folder holds its `ranker.json`; fetched from
+    MLflow where its folder is missing), loaded once per process; None without one."""
+    kind = (spec or {}).get("kind") or _kind_of((spec or {}).get("path"))
     marker = MODEL_FILE if kind == FeatureRanker.kind else "config.json"
     path = tuned_model_path(spec, None, cache_dir / "rerankers", marker=marker)
     return _load(path, kind, device) if path else None

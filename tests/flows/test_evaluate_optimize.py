@@ -110,6 +110,15 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
     )
     names = {r.info.run_name for r in nested}
     assert {"trial-000", "trial-003", "holdout-best", "holdout-incumbent"} <= names
+    # The winner's feature ranker: learned on the search split, kept only if it won under CV.
+    ranker = opt["ranker"]
+    assert ranker["queries"] >= 8 and ranker["cv_fused_ndcg@10"] > 0.5, ranker
+    parent = client.get_run(opt["mlflow_run_id"]).data.metrics
+    assert parent["ranker_kept"] == float(ranker["kept"])
+    if ranker["kept"]:
+        assert ranker["cv_ranker_ndcg@10"] > ranker["cv_fused_ndcg@10"]
+        best = opt["best"]["params"]
+        assert best["reranker"] == ranker["name"] and best["rerank_depth"] == ranker["depth"]
 
     # A second search must beat the champion on the held-out split to replace it.
     again = cli("optimize", "-c", COLLECTION, "--dataset", str(beir_dir), "--trials", "2", "--no-chunking")

@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from data_contracts import check_index_rows
 from flows.evaluate import artifact_key, load_evalset, shared_embedder, summary
 from flows.optimize import build_variant, evaluate_candidate, incumbent, promote
-from flows.ranker import train_feature_ranker
+from flows.ranker import train_feature_ranker, without_feature_ranker
 from pipelines.evaluation import tracking
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.index.embedding import embed_collection, embed_options
@@ -208,13 +208,13 @@ def finetune_flow(
     table = embed_tuned(target, result.model_path)
     info = Store.model_of(store.index_table_named(target, table))
     # A feature ranker learned on the incumbent's similarities does not carry over to a new embedder.
-    plain = current
-    if current.reranker and current.reranker.kind == "features":
-        plain = replace(current, reranker=None, retrieval=replace(current.retrieval, rerank_depth=0))
-    tuned = replace(plain, embedder=TunedEmbedder(str(result.model_path), info.name, info.path_hash, table))
+    tuned = replace(
+        without_feature_ranker(current),
+        embedder=TunedEmbedder(str(result.model_path), info.name, info.path_hash, table),
+    )
     candidates = {"incumbent": current, "tuned": tuned}
     if tuned.reranker is None:  # one relearned for the tuned embedder, kept if it helps under CV
-        featured, _ = train_feature_ranker(collection, target, tuned, search_set, parent_id)
+        featured, _ = train_feature_ranker(collection, target, tuned, search_set, parent_id, feedback)
         candidates |= {"tuned_features": featured} if featured else {}
     ranker = train_reranker(collection, pairs, config, parent_id) if reranker else None
     for depth in rerank_depths if ranker else ():

@@ -23,7 +23,7 @@ from flows.evaluate import (
     publish,
     summary,
 )
-from flows.ranker import train_feature_ranker
+from flows.ranker import train_feature_ranker, without_feature_ranker
 from pipelines.evaluation import tracking
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.evaluation.evaluator import EvalReport
@@ -217,10 +217,11 @@ def optimize_flow(
 ) -> dict[str, Any]:
     """Search COLLECTION's RAG configs on the search split of DATASET, check the best on the held-out
     split, and promote it to champion if it beats the current one there. With RERANK, the search
-    winner first gets a feature ranker learned on the search split where it beats the fused ranking
-        under cross-validation (flows/ranker.py). With FINETUNE_BUDGET_S, then fine-tune the embedder
-    and train a cross-encoder for the champion's config (flows/finetune.py; FEEDBACK: a feedback
-    export to train on too), kept only if they beat it on the held-out split."""
+    winner first gets a feature ranker learned on the search split (and FEEDBACK, a feedback
+    export) where it beats the fused ranking under cross-validation (flows/ranker.py). With
+    FINETUNE_BUDGET_S, then fine-tune the embedder and train a cross-encoder for the champion's
+    config (flows/finetune.py; FEEDBACK trains them too), kept only if they beat it on the held-out
+    split."""
     settings = get_settings()
     validate_collection(collection)
     log = get_run_logger()
@@ -264,13 +265,13 @@ def optimize_flow(
         generate,
         max_answers,
         parent_id,
-        current,
+        without_feature_ranker(current),  # the first trial; its ranker is relearned, not reused
     )
     winner = best(done)
     finalist, ranker = winner.candidate, None
     if rerank and finalist.reranker is None:
         target = build_variant(collection, finalist.chunking)
-        ranked, ranker = train_feature_ranker(collection, target, finalist, search_set, parent_id)
+        ranked, ranker = train_feature_ranker(collection, target, finalist, search_set, parent_id, feedback)
         finalist = ranked or finalist
     best_report, best_run = score_holdout(
         collection, finalist, holdout, "best", generate, max_answers, parent_id

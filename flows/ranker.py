@@ -1,7 +1,8 @@
 """The feature-ranker stage of `ragline optimize` (pipelines/optimization/ranker.py): after the
 config search, a learning-to-rank model is fitted for the winning config on the search split and,
 when it beats the fused ranking under cross-validation, the winner carries it (at the depth chosen)
-into the held-out comparison."""
+into the held-out comparison. A feedback export's rated questions (`ragline feedback export`) train
+it too; they are never scored, so the choice of depth and strength stays the search split's."""
 
 from __future__ import annotations
 
@@ -12,25 +13,43 @@ import mlflow
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.evaluate import make_evaluator
+from flows.evaluate import load_evalset, make_evaluator
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.optimization.ranker import judge, train_ranker
 from pipelines.optimization.search import Candidate, TunedReranker
 from pipelines.settings import get_settings
 
 
+def without_feature_ranker(candidate: Candidate) -> Candidate:
+    """CANDIDATE without its feature ranker: one learned on the search split flatters its search
+    score (it has seen those questions), and one learned on another embedder's similarities does
+    not carry over. Relearned by `train_feature_ranker` instead."""
+    if candidate.reranker is None or candidate.reranker.kind != "features":
+        return candidate
+    return replace(candidate, reranker=None, retrieval=replace(candidate.retrieval, rerank_depth=0))
+
+
 @task(name="train-feature-ranker", cache_policy=NO_CACHE)
 def train_feature_ranker(
-    collection: str, target: str, candidate: Candidate, search_set: EvalSet, parent_run_id: str
+    collection: str,
+    target: str,
+    candidate: Candidate,
+    search_set: EvalSet,
+    parent_run_id: str,
+    feedback: str | None = None,
 ) -> tuple[Candidate | None, dict[str, Any]]:
-    """CANDIDATE with a feature ranker learned on SEARCH_SET (TARGET: the collection its chunking
-    is indexed in), or None when the ranker does not beat the fused ranking; with its summary."""
+    """CANDIDATE with a feature ranker learned on SEARCH_SET and FEEDBACK's rated questions (TARGET:
+    the collection its chunking is indexed in), or None when the ranker does not beat the fused
+    ranking; with its summary."""
     settings = get_settings()
     log = get_run_logger()
     plain = replace(candidate.retrieval, rerank_depth=0)
     evaluator = make_evaluator(settings, target, plain, candidate.chunking, embedder=candidate.embedder)
-    judged = judge(evaluator.retriever, evaluator.embedder, search_set, vectors=plain.mode != "text")
-    result = train_ranker(judged, search_set.qrels)
+    vectors = plain.mode != "text"
+    judged = judge(evaluator.retriever, evaluator.embedder, search_set, vectors=vectors)
+    rated = load_evalset(feedback, collection)[0] if feedback else None
+    extra = judge(evaluator.retriever, evaluator.embedder, rated, vectors=vectors) if rated else []
+    result = train_ranker(judged, search_set.qrels, extra=extra)
     summary = result.summary()
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.log_metrics(
@@ -38,6 +57,7 @@ def train_feature_ranker(
                 "ranker_cv_fused_ndcg_at_10": summary["cv_fused_ndcg@10"],
                 "ranker_cv_ndcg_at_10": summary["cv_ranker_ndcg@10"],
                 "ranker_kept": float(summary["kept"]),
+                "ranker_feedback_queries": float(summary["feedback_queries"]),
             }
         )
         if result.ranker is None:

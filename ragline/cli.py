@@ -138,6 +138,11 @@ def evaluate(
     print_result(result, as_json, f"evaluate {collection}")
 
 
+def check_feedback(feedback: Path | None) -> None:
+    if feedback is not None and not (feedback / "ratings.jsonl").is_file():
+        fail(f"{feedback} is not a feedback export (no ratings.jsonl): see `ragline feedback export`", 2)
+
+
 @app.command()
 def optimize(
     collection: Collection = "sample",
@@ -156,7 +161,10 @@ def optimize(
         float | None, typer.Option(min=30, help="then fine-tune the embedder for this many seconds")
     ] = None,
     feedback: Annotated[
-        Path | None, typer.Option(help="a `ragline feedback export` folder to fine-tune on too")
+        Path | None,
+        typer.Option(
+            help="a `ragline feedback export` folder: its rated questions train the ranker (and fine-tuning)"
+        ),
     ] = None,
     as_json: AsJson = False,
     verbose: Verbose = False,
@@ -172,6 +180,7 @@ def optimize(
         fail(f"unknown --metric {metric!r}; use one of {', '.join(metric_names())}", 2)
     if not dataset.is_dir():
         fail(f"evaluation set {dataset} is not a folder (BEIR layout: queries.jsonl, qrels/test.tsv)", 2)
+    check_feedback(feedback)
     from flows.optimize import optimize_flow
 
     try:
@@ -213,8 +222,7 @@ def finetune(
         fail(f"unknown --metric {metric!r}; use one of {', '.join(metric_names())}", 2)
     if not dataset.is_dir():
         fail(f"evaluation set {dataset} is not a folder (BEIR layout: queries.jsonl, qrels/test.tsv)", 2)
-    if feedback is not None and not (feedback / "ratings.jsonl").is_file():
-        fail(f"{feedback} is not a feedback export (no ratings.jsonl): see `ragline feedback export`", 2)
+    check_feedback(feedback)
     from flows.finetune import finetune_flow
 
     try:

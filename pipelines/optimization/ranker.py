@@ -65,6 +65,7 @@ class RankerResult:
     queries: int
     cv: dict[str, float]  # cross-validated nDCG@10: "fused" and one per (depth, strength) tried
     reason: str
+    extra: int = 0  # questions of EXTRA (a feedback export) that trained it: a relevant hit in reach
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class RankerResult:
             "depth": self.depth,
             "strength": self.strength,
             "queries": self.queries,
+            "feedback_queries": self.extra,
             "cv_fused_ndcg@10": round(self.cv.get("fused", 0.0), 4),
             "cv_ranker_ndcg@10": round(max((v for k, v in self.cv.items() if k != "fused"), default=0.0), 4),
             "reason": self.reason,
@@ -153,14 +155,14 @@ def train_ranker(
     None unless its cross-validated gain over the fused ranking clears CONFIDENCE standard errors."""
     from sklearn.model_selection import KFold
 
-    usable = [
-        j for j in judged if j.grades.max(initial=0.0) > 0
-    ]  # a question with no relevant hit teaches nothing
+    # A question with no relevant hit in reach teaches nothing (a rated-down answer's only grades are 0s).
+    usable = [j for j in judged if j.grades.max(initial=0.0) > 0]
+    extra = [j for j in extra if j.grades.max(initial=0.0) > 0]
     if len(usable) < MIN_QUERIES:
         reason = (
             f"{len(usable)} judged questions with a relevant hit in reach; the ranker needs {MIN_QUERIES}"
         )
-        return RankerResult(None, 0, 0.0, len(usable), {}, reason)
+        return RankerResult(None, 0, 0.0, len(usable), {}, reason, len(extra))
     splits = list(KFold(min(folds, len(usable)), shuffle=True, random_state=seed).split(usable))
     # Every judged question is scored, those with no relevant hit in reach too (they score 0 either way).
     base = score(judged, qrels, None, 0)
@@ -185,7 +187,7 @@ def train_ranker(
             f"cross-validated {_METRIC} {cv[label]:.4f} vs the fused ranking's {cv['fused']:.4f}: "
             f"a gain of {gain:+.4f} does not clear {confidence:g} standard error ({margin:.4f})"
         )
-        return RankerResult(None, depth, strength, len(usable), cv, reason)
+        return RankerResult(None, depth, strength, len(usable), cv, reason, len(extra))
     ranker = fit(list(usable) + list(extra), depth, strength)
     assert ranker is not None
     ranker.meta |= {"cv_" + _METRIC: round(cv[label], 6), "cv_fused_" + _METRIC: round(cv["fused"], 6)}
@@ -195,7 +197,7 @@ def train_ranker(
     log.info(
         "feature ranker: %s; weights %s", reason, dict(zip(FEATURES, ranker.weights.round(3), strict=True))
     )
-    return RankerResult(ranker, depth, strength, len(usable), cv, reason)
+    return RankerResult(ranker, depth, strength, len(usable), cv, reason, len(extra))
 
 
 def _parse(label: str) -> tuple[int, float]:

@@ -32,3 +32,20 @@ def write_beir_mini(root: Path) -> Path:
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
     (root / "answers.jsonl").write_text((BUNDLED / "answers.jsonl").read_text())
     return root
+
+
+def write_feedback_export(root: Path, dest: Path) -> Path:
+    """A `ragline feedback export` as users of ROOT's corpus would leave it: a question per topic,
+    each answer rated up and citing that topic's document (BEIR layout plus ratings.jsonl)."""
+    docs = [json.loads(line) for line in (root / "corpus.jsonl").read_text().splitlines()]
+    (dest / "qrels").mkdir(parents=True, exist_ok=True)
+    queries, qrels, ratings = [], [], []
+    for i, doc in enumerate(docs):
+        qid, question = f"fb-{i:03d}", f"What does the reference say about {doc['title']}?"
+        queries.append({"_id": qid, "text": question, "rating": 1})
+        qrels.append(f"{qid}\t{doc['_id']}\t1")
+        ratings.append({"query_id": qid, "question": question, "rating": 1, "passages": []})
+    (dest / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (dest / "ratings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ratings))
+    (dest / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels) + "\n")
+    return dest

@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.settings import Settings
 from tests.conftest import free_port
-from tests.flows.beir_mini import write_beir_mini
+from tests.flows.beir_mini import write_beir_mini, write_feedback_export
 
 COLLECTION = "beir-mini"
 
@@ -120,8 +120,17 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
         best = opt["best"]["params"]
         assert best["reranker"] == ranker["name"] and best["rerank_depth"] == ranker["depth"]
 
-    # A second search must beat the champion on the held-out split to replace it.
-    again = cli("optimize", "-c", COLLECTION, "--dataset", str(beir_dir), "--trials", "2", "--no-chunking")
+    # A second search must beat the champion on the held-out split to replace it. Users' ratings
+    # (a feedback export) train its ranker too; the champion's own ranker is relearned, not reused.
+    feedback = write_feedback_export(beir_dir, beir_dir.parent / "feedback")
+    again = cli(
+        "optimize", "-c", COLLECTION, "--dataset", str(beir_dir), "--trials", "2", "--no-chunking",
+        "--feedback", str(feedback),
+    )  # fmt: skip
+    rated = again["ranker"]
+    assert 1 <= rated["feedback_queries"] <= len((feedback / "queries.jsonl").read_text().splitlines())
+    metrics2 = client.get_run(again["mlflow_run_id"]).data.metrics
+    assert metrics2["ranker_feedback_queries"] == rated["feedback_queries"]
     beaten = again["best"]["metrics"]["holdout"]["ndcg@10"] > again["incumbent"]["holdout"]["ndcg@10"]
     assert again["promoted"] is beaten and "champion v1" in again["reason"]
     assert again["champion"]["version"] == ("2" if beaten else "1")

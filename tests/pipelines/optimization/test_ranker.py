@@ -44,6 +44,13 @@ def test_the_ranker_learns_what_predicts_relevance_and_beats_the_fused_order_und
     # a gain must clear CONFIDENCE standard errors of the per-question gains
     doubted = train_ranker(judged, qrels, depths=(20,), strengths=(1.0,), confidence=1e6)
     assert doubted.ranker is None and "standard error" in doubted.reason
+    # a feedback export's questions only train: counted when a relevant hit is in reach (a rated-down
+    # answer's cited passages are all judged not relevant, so it has none and teaches nothing)
+    rated, _ = _judged(6, seed=2)
+    rated[0].grades = np.zeros_like(rated[0].grades)
+    fed = train_ranker(judged, qrels, extra=rated, depths=(20,), strengths=(1.0,))
+    assert fed.ranker is not None and fed.summary()["feedback_queries"] == 5 and fed.queries == 24
+    assert not np.allclose(fed.ranker.weights, result.ranker.weights)
     fresh, _ = _judged(4, seed=1)  # questions it never saw
     for j in fresh:
         ((top, *_),) = result.ranker.rerank_many([j.text], [j.hits], 20)

@@ -17,6 +17,7 @@ from pipelines.evaluation import evalsets, tracking
 from pipelines.evaluation.evalsets import EvalSet, Split
 from pipelines.evaluation.evaluator import EvalOptions, EvalReport, Evaluator
 from pipelines.generation import Generator, make_generator
+from pipelines.generation.backends import listwise_llm
 from pipelines.index.embedding import Embedder
 from pipelines.optimization.search import TunedEmbedder, TunedReranker
 from pipelines.optimization.variants import Chunking
@@ -77,18 +78,23 @@ def make_evaluator(
     retrieval mode only), or of RETRIEVAL (with EMBEDDER's index table and model, and RERANKER at
     the config's rerank_depth, when given)."""
     store = Store.from_settings(settings)
+
+    def llm() -> Generator | None:  # for a listwise reranker: the configured OpenAI-compatible server
+        return listwise_llm(settings)
+
     if retrieval is None:
         override = {"mode": mode} if mode else {}
         base = RetrievalConfig.from_settings(settings)
         retriever = Retriever.champion(
-            store, collection, base, reranker_cache=settings.model_cache, **override
+            store, collection, base, reranker_cache=settings.model_cache, llm=llm, **override
         )
         champion = store.champion(collection) or {}
         chunking = Chunking(**champion["chunking"]) if champion.get("chunking") else chunking
     else:
         retriever = Retriever(store, collection, retrieval, table=embedder.index_table if embedder else None)
         retriever.embedder = asdict(embedder) if embedder else None
-        retriever.reranker = load_reranker(asdict(reranker), settings.model_cache) if reranker else None
+        spec = asdict(reranker) if reranker else None
+        retriever.reranker = load_reranker(spec, settings.model_cache, llm=llm) if spec else None
     model = retriever.query_model(settings.embedding_model, settings.model_cache)
     chunk = chunking or base_chunking(settings)
     options = EvalOptions(

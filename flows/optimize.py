@@ -23,7 +23,7 @@ from flows.evaluate import (
     publish,
     summary,
 )
-from flows.ranker import train_feature_ranker, without_feature_ranker
+from flows.ranker import train_feature_ranker, try_listwise_reranker, without_feature_ranker
 from pipelines.evaluation import tracking
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.evaluation.evaluator import EvalReport
@@ -268,11 +268,17 @@ def optimize_flow(
         without_feature_ranker(current),  # the first trial; its ranker is relearned, not reused
     )
     winner = best(done)
-    finalist, ranker = winner.candidate, None
+    finalist, ranker, listwise = winner.candidate, None, None
     if rerank and finalist.reranker is None:
         target = build_variant(collection, finalist.chunking)
         ranked, ranker = train_feature_ranker(collection, target, finalist, search_set, parent_id, feedback)
-        finalist = ranked or finalist
+        # The generator as a listwise reranker, where a capable one is configured: it must beat
+        # the feature ranker's cross-validated gain on the search split, within the latency budget.
+        gain = ranker["cv_ranker_ndcg@10"] - ranker["cv_fused_ndcg@10"] if ranked else 0.0
+        fused = winner.metrics.get("ndcg@10", 0.0)
+        args = (target, finalist, search_set, fused, gain, latency_budget_ms, parent_id)
+        listed, listwise = try_listwise_reranker(*args)
+        finalist = listed or ranked or finalist
     best_report, best_run = score_holdout(
         collection, finalist, holdout, "best", generate, max_answers, parent_id
     )
@@ -353,6 +359,7 @@ def optimize_flow(
         "promoted": promoted,
         "reason": reason,
         "ranker": ranker,
+        "listwise": listwise,
         "finetune": tuned,
         "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},
         "mlflow_run_id": parent_id,

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.evaluate import load_evalset, make_evaluator
 from pipelines.evaluation.evalsets import EvalSet
+from pipelines.generation.backends import listwise_llm
 from pipelines.optimization.ranker import judge, train_ranker
 from pipelines.optimization.search import Candidate, TunedReranker
 from pipelines.settings import get_settings
@@ -71,3 +72,48 @@ def train_feature_ranker(
     tuned = TunedReranker(str(dest.resolve()), name, f"runs:/{parent_run_id}/ranker", kind="features")
     ranked = replace(candidate.retrieval, rerank_depth=result.depth)
     return replace(candidate, retrieval=ranked, reranker=tuned), {**summary, "name": name}
+
+
+LISTWISE_DEPTH = 10  # RankGPT's window: what one prompt of a capable model holds comfortably
+
+
+@task(name="try-listwise-reranker", cache_policy=NO_CACHE)
+def try_listwise_reranker(
+    target: str,
+    candidate: Candidate,
+    search_set: EvalSet,
+    fused_ndcg: float,
+    to_beat: float,
+    latency_budget_ms: float,
+    parent_run_id: str,
+) -> tuple[Candidate | None, dict[str, Any]]:
+    """CANDIDATE with the generator as a listwise reranker, where an OpenAI-compatible one is
+    configured and it beats the fused ranking (FUSED_NDCG, CANDIDATE's search-split nDCG@10) by
+    more than TO_BEAT (the feature ranker's cross-validated gain) within the latency budget. The
+    model is not trained on the search split, so its search score is a fair estimate."""
+    settings = get_settings()
+    llm = listwise_llm(settings)
+    if llm is None:
+        return None, {"kept": False, "reason": "no OpenAI-compatible generator (RAGLINE_GENERATOR=openai)"}
+    tuned = TunedReranker("", f"listwise-{llm.name}", kind="llm")
+    listwise = replace(
+        candidate, reranker=tuned, retrieval=replace(candidate.retrieval, rerank_depth=LISTWISE_DEPTH)
+    )
+    evaluator = make_evaluator(
+        settings, target, listwise.retrieval, listwise.chunking, embedder=listwise.embedder, reranker=tuned
+    )
+    metrics = evaluator.run(search_set).metrics
+    ndcg, p95 = metrics.get("ndcg@10", 0.0), metrics.get("retrieval_p95_ms", 0.0)
+    gain = ndcg - fused_ndcg
+    kept = gain > max(to_beat, 0.0) and p95 <= latency_budget_ms
+    reason = (
+        f"search-split nDCG@10 {ndcg:.4f} vs {fused_ndcg:.4f} fused ({gain:+.4f}; to beat {to_beat:+.4f}), "
+        f"p95 {p95:.0f} ms (budget {latency_budget_ms:.0f})"
+    )
+    get_run_logger().info("listwise reranker %s: %s", "kept" if kept else "not kept", reason)
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.log_metrics(
+            {"listwise_ndcg_at_10": ndcg, "listwise_p95_ms": p95, "listwise_kept": float(kept)}
+        )
+    summary = {"kept": kept, "model": llm.name, "depth": LISTWISE_DEPTH, "ndcg@10": round(ndcg, 4)}
+    return (listwise if kept else None), {**summary, "p95_ms": round(p95, 1), "reason": reason}

@@ -98,9 +98,10 @@ class Settings(BaseSettings):
     max_new_tokens: int = 120
     temperature: float = 0.0
     context_tokens: int = 600  # small models stay grounded with fewer, shorter sources
-    # a cross-encoder folder (or a feature ranker's, with its ranker.json) that reranks the first
-    # RERANK_DEPTH hits (0: off) when the champion brings none of its own (`ragline optimize`
-    # learns a feature ranker; `ragline finetune --reranker` trains a cross-encoder)
+    # a cross-encoder folder (or a feature ranker's, with its ranker.json; or `llm`: the openai
+    # generator as a listwise reranker) that reranks the first RERANK_DEPTH hits (0: off) when the
+    # champion brings none of its own (`ragline optimize` learns a feature ranker; `ragline
+    # finetune --reranker` trains a cross-encoder)
     reranker_model: str | None = None
     rerank_depth: int = Field(0, ge=0, le=100)
     # sentences an answer shows (the rest are listed as trimmed); None: 1 for the packaged small

@@ -86,12 +86,24 @@ class Searcher:
         if retriever is None:
             s = self.settings  # the model cache: where a champion's reranker is fetched to, if need be
             retriever = Retriever.champion(
-                self.store, collection, self._base, s.model_cache, s.reranker_model, **self._override
+                self.store,
+                collection,
+                self._base,
+                s.model_cache,
+                s.reranker_model,
+                self._llm,
+                **self._override,
             )
         # The table version is read here, not per request: a sync LanceDB call costs a thread hop,
         # and the store itself sees new versions only every RECHECK_S.
         self._retrievers[collection] = (retriever, now, state, retriever.table_version)
         return retriever
+
+    def _llm(self) -> Any:
+        """The generator a listwise reranker (kind "llm") asks for, built only then."""
+        from pipelines.generation.backends import listwise_llm
+
+        return listwise_llm(self.settings)
 
     def describe(self, collection: str) -> dict[str, Any]:
         r = self._get(collection)

@@ -48,6 +48,12 @@ def make_generator(settings: Settings, threads: int | None = None) -> Generator 
     return LocalGenerator(settings.generator_model, settings.model_cache, threads=threads)
 
 
+def listwise_llm(settings: Settings) -> Generator | None:
+    """The generator a listwise reranker may use: only an OpenAI-compatible server (vLLM on a GPU,
+    a hosted model). An in-process engine would load a second copy of the model into the retriever."""
+    return make_generator(settings) if settings.generator == "openai" else None
+
+
 def prepare_generator(settings: Settings) -> list[Path]:
     """Do now the one-time conversions the configured local generator needs (cached in the model
     cache; nothing to do the second time), without loading the model. The folders, in order."""

@@ -5,11 +5,14 @@ either backend:
   `ragline finetune --reranker` trained from the packaged MiniLM weights on the collection's
   training pairs (optimization/finetune.py);
 - a feature ranker (retrieval/ltr.py), learned by `ragline optimize` from the search split
-  (optimization/ranker.py): no model reads the passages, so it costs well under a millisecond.
+  (optimization/ranker.py): no model reads the passages, so it costs well under a millisecond;
+- the generator backend as a listwise reranker (retrieval/listwise.py, kind "llm"), when a capable
+  LLM is configured: the caller hands in the model (LLM), retrieval never builds one.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.models import ModelNotFoundError, offline_env, tuned_model_path
+from pipelines.retrieval.listwise import ListwiseReranker, LLMFactory
 from pipelines.retrieval.ltr import MODEL_FILE, FeatureRanker
 from pipelines.retrieval.query import Hit
 
@@ -58,7 +62,9 @@ class Reranker:
         return out
 
 
-AnyReranker = Reranker | FeatureRanker
+AnyReranker = Reranker | FeatureRanker | ListwiseReranker
+LLM_KIND = ListwiseReranker.kind
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=4)
@@ -69,15 +75,29 @@ def _load(path: str, kind: str, device: str) -> AnyReranker:
 
 
 def _kind_of(path: str | None) -> str:
-    """A folder a user names (RAGLINE_RERANKER_MODEL): a feature ranker's where it holds one."""
+    """What a user names (RAGLINE_RERANKER_MODEL): `llm`, or a folder: a feature ranker's where it
+    holds one."""
+    if path == LLM_KIND:
+        return LLM_KIND
     return FeatureRanker.kind if path and (Path(path) / MODEL_FILE).is_file() else "cross-encoder"
 
 
-def load_reranker(spec: Mapping[str, Any] | None, cache_dir: Path, device: str = "cpu") -> AnyReranker | None:
+def load_reranker(
+    spec: Mapping[str, Any] | None, cache_dir: Path, device: str = "cpu", llm: LLMFactory | None = None
+) -> AnyReranker | None:
     """A champion's or a candidate's reranker ({"path", "uri", "kind"}: a cross-encoder folder, or
     a feature ranker's where KIND says so or the folder holds its `ranker.json`; fetched from
-    MLflow where its folder is missing), loaded once per process; None without one."""
+    MLflow where its folder is missing), loaded once per process; None without one. Kind "llm":
+    the model LLM gives, or none (with a warning) where the settings configure no capable one."""
     kind = (spec or {}).get("kind") or _kind_of((spec or {}).get("path"))
+    if kind == LLM_KIND:
+        model = llm() if llm else None
+        if model is None:
+            log.warning(
+                "the listwise reranker needs an OpenAI-compatible generator (RAGLINE_GENERATOR=openai)"
+            )
+            return None
+        return ListwiseReranker(model)
     marker = MODEL_FILE if kind == FeatureRanker.kind else "config.json"
     path = tuned_model_path(spec, None, cache_dir / "rerankers", marker=marker)
     return _load(path, kind, device) if path else None

@@ -17,6 +17,7 @@ from lancedb.background_loop import LOOP
 from pipelines.index.indexes import ANN_QUERY
 from pipelines.models import tuned_embedder_path
 from pipelines.retrieval.fusion import rrf_fuse
+from pipelines.retrieval.listwise import LLMFactory
 from pipelines.retrieval.ltr import FeatureRanker
 from pipelines.retrieval.query import MODES, Embed, Hit, Mode, Query, RetrievalConfig, where_clause
 from pipelines.retrieval.rerank import AnyReranker, load_reranker
@@ -70,12 +71,13 @@ class Retriever:
         base: RetrievalConfig | None = None,
         reranker_cache: Path | None = None,
         default_reranker: str | None = None,
+        llm: LLMFactory | None = None,
         **override: Any,
     ) -> Retriever:
         """The retriever serving uses: BASE (settings), then the collection's promoted champion
         parameters, then OVERRIDE (an operator's live change) on top; the champion's reranker
-        too (else DEFAULT_RERANKER, a folder), with RERANKER_CACHE (the model cache, where it is
-        fetched to on a node without it)."""
+        too (else DEFAULT_RERANKER, a folder or `llm`), with RERANKER_CACHE (the model cache, where
+        it is fetched to on a node without it) and LLM (the generator a listwise reranker uses)."""
         champion = store.champion(collection) or {}
         params = {**asdict(base or RetrievalConfig()), **champion.get("retrieval", {}), **override}
         retriever = cls(store, collection, RetrievalConfig(**params))
@@ -85,7 +87,7 @@ class Retriever:
             retriever.embedder = tuned
         ranker = champion.get("reranker") or ({"path": default_reranker} if default_reranker else None)
         if ranker and retriever.config.rerank_depth and reranker_cache is not None:
-            retriever.reranker = load_reranker(ranker, reranker_cache)
+            retriever.reranker = load_reranker(ranker, reranker_cache, llm=llm)
         # The champion's threshold (learned with its config), else the latest evaluation's.
         learned = (champion.get("refusal") or {}).get("min_similarity")
         retriever.min_similarity = learned if learned is not None else store.refusal(collection)

@@ -12,6 +12,9 @@ import pytest
 
 from deployments.vllm_cpu import VLLMCPUServer
 from pipelines.generation import OpenAIGenerator
+from pipelines.generation.backends import listwise_llm
+from pipelines.retrieval.listwise import ListwiseReranker
+from pipelines.retrieval.query import Hit
 from pipelines.runtime import free_port
 from pipelines.settings import Settings
 
@@ -56,6 +59,25 @@ def test_a_cancelled_stream_stops(vllm_server: VLLMCPUServer) -> None:
             cancel.set()
     assert len(pieces) == 3
     assert "Paris" in llm.generate(ask(QUESTIONS[0]), max_tokens=30).text  # the server goes on
+
+
+def test_the_served_model_is_the_listwise_reranker_of_openai_settings(
+    vllm_server: VLLMCPUServer, settings: Settings
+) -> None:
+    served = settings.model_copy(
+        update={
+            "generator": "openai",
+            "openai_base_url": vllm_server.base_url,
+            "generator_model": vllm_server.name,
+        }
+    )
+    llm = listwise_llm(served)
+    assert isinstance(llm, OpenAIGenerator)
+    reranker = ListwiseReranker(llm)
+    texts = ["Bread is baked from flour.", "Paris is the capital of France.", "Spiders have eight legs."]
+    hits = [Hit(f"c{i}", f"d{i}", f"doc {i}", t, 1.0 - i / 10) for i, t in enumerate(texts)]
+    ranked = reranker.rerank("What is the capital of France?", hits, depth=3)
+    assert sorted(h.id for h in ranked) == ["c0", "c1", "c2"] and reranker.calls == 1
 
 
 def test_without_the_venv_the_error_says_how_to_install(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]

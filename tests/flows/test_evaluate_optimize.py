@@ -120,6 +120,9 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
         best = opt["best"]["params"]
         assert best["reranker"] == ranker["name"] and best["rerank_depth"] == ranker["depth"]
 
+    # No OpenAI-compatible generator here: the listwise stage says so and scores nothing.
+    assert opt["listwise"]["kept"] is False and "RAGLINE_GENERATOR=openai" in opt["listwise"]["reason"]
+
     # A second search must beat the champion on the held-out split to replace it. Users' ratings
     # (a feedback export) train its ranker too; the champion's own ranker is relearned, not reused.
     feedback = write_feedback_export(beir_dir, beir_dir.parent / "feedback")

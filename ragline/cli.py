@@ -13,6 +13,7 @@ from ragline import demo, service
 from ragline.console import (
     AsJson,
     Collection,
+    Status,
     Verbose,
     fail,
     finish,
@@ -274,7 +275,7 @@ def prepare(verbose: Verbose = False) -> None:
     from pipelines.generation.backends import prepare_generator
 
     began = time.perf_counter()
-    with out.status(f"converting the {settings.generator} generator's model (once)"):
+    with Status(f"converting the {settings.generator} generator's model (once)"):
         try:
             folders = prepare_generator(settings)
         except Exception as exc:

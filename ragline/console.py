@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions
+from rich.live import Live
+from rich.spinner import Spinner
 from rich.table import Table
+from rich.text import Text
 
 from pipelines.runtime import configure
 from pipelines.settings import get_settings
@@ -126,11 +129,39 @@ class _Progress(logging.Handler):
             self.update(f"{self.doing}: {record.getMessage()[:100]}")
 
 
+class Status:
+    """A spinner and one line of text, redrawn in place on a terminal (nothing on a pipe). Unlike
+    rich's `console.status`, it leaves sys.stdout and sys.stderr alone: rich's Live swaps them for
+    proxies that print above the spinner, so a logger made meanwhile (Ray's, when `ray.init` runs
+    under a spinner) wrote to the terminal instead of the log, on a terminal only. The line is cut
+    with an ellipsis at the terminal's width: a wrapped one left its tail behind."""
+
+    def __init__(self, text: str) -> None:
+        self.spinner = Spinner("dots", style="status.spinner")
+        self.text = Text.from_markup(text)
+        self.live = Live(self, console=out, transient=True, redirect_stdout=False, redirect_stderr=False)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        line = Text.assemble(self.spinner.render(console.get_time()), " ", self.text)
+        line.truncate(options.max_width, overflow="ellipsis")
+        yield line
+
+    def update(self, text: str) -> None:
+        self.text = Text.from_markup(text)
+
+    def __enter__(self) -> Status:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+
 @contextlib.contextmanager
 def working(doing: str) -> Iterator[None]:
     """A status line while a flow runs (on a terminal), showing its latest progress line."""
     loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
-    with out.status(doing) as status:
+    with Status(doing) as status:
         handler = _Progress(status.update, doing)
         for logger in loggers:
             logger.addHandler(handler)

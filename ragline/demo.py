@@ -15,6 +15,7 @@ import typer
 
 from ragline.console import (
     Collection,
+    Status,
     Verbose,
     fail,
     log_file,
@@ -123,7 +124,7 @@ def _run(settings: Any, question: str | None, collection: str, serve: bool) -> N
         stages.ok(f"serving at {url}")
         out.print(f"\n[bold]Question:[/] {question}", highlight=False)
         began = time.perf_counter()
-        with out.status("generating the answer on CPU"):
+        with Status("generating the answer on CPU"):
             body = {"message": question, "collection": collection}
             r = httpx.post(f"{url}/v1/chat", json=body, timeout=300)
         if r.status_code != 200:
@@ -135,7 +136,7 @@ def _run(settings: Any, question: str | None, collection: str, serve: bool) -> N
             _serve_until_interrupted(url, collection)
     finally:
         began = time.perf_counter()
-        with out.status("stopping Serve and Ray"):
+        with Status("stopping Serve and Ray"):
             runner.stop()
         out.print(f"[dim]stopped Serve and Ray in {time.perf_counter() - began:.1f} s[/]")
 

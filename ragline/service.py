@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from pipelines.settings import get_settings
-from ragline.console import AsJson, Port, Verbose, emit_json, fail, logs_line, out, setup
+from ragline.console import AsJson, Port, Status, Verbose, emit_json, fail, logs_line, out, setup
 
 
 def up(
@@ -110,7 +110,7 @@ def serve(
         except ValueError as exc:
             fail(str(exc), 2)
         overrides = cfg.deployments
-    with out.status("starting Ray Serve"):
+    with Status("starting Ray Serve"):
         url = runner.start(settings, overrides)
     out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
     stopping = {"now": False}

@@ -5,12 +5,18 @@ Each command must leave no process behind."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,27 +100,49 @@ FOREIGN = (" | INFO ", " | WARNING ", "INFO ", "WARNING", "ERROR", "core_worker"
            "Controller", "Traceback", "great_expectations", "Starting temporary server")  # fmt: skip
 
 
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def screen(raw: bytes) -> str:
+    """What a terminal shows of RAW output: escape codes out, a line redrawn in place (a spinner)
+    as its last drawing."""
+    text = _ESCAPE.sub("", raw.decode("utf-8", "replace")).replace("\r\n", "\n")
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
 @pytest.fixture(scope="module")
 def demo_run(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    """`ragline demo --serve` as a person runs it: the chat page answers until Ctrl-C, which ends
-    the demo cleanly (exit 0)."""
+    """`ragline demo --serve` as a person runs it, on a terminal (a pseudo-terminal, 160 columns:
+    spinners and colours on, as a person sees them; some libraries' output reached only a terminal):
+    the chat page answers until Ctrl-C, which ends the demo cleanly (exit 0). Its stdout is the
+    screen, stdout and stderr together."""
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
     proc = subprocess.Popen(
         [sys.executable, "-m", "ragline", "demo", "--serve"],
-        env=_env(data_dir), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**_env(data_dir), "TERM": "xterm-256color"}, cwd=ROOT,
+        stdin=terminal, stdout=terminal, stderr=terminal,
     )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:  # until the demo says where the chat page is
-        lines.append(line)
-        if line.startswith("Chat page:"):
-            url = line.split()[2]
-            page = httpx.get(url, timeout=30)
-            assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:300]
-            proc.send_signal(signal.SIGINT)
-            break
-    rest, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, "".join(lines) + rest + stderr
-    return subprocess.CompletedProcess(proc.args, 0, "".join(lines) + rest, stderr)
+    os.close(terminal)
+    raw, deadline, interrupted = b"", time.monotonic() + 900, False
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 1)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the demo and everything it started closed the terminal
+                break
+            if not chunk:
+                break
+            raw += chunk
+        if not interrupted and (page := re.search(r"Chat page: (\S+)", screen(raw))):
+            got = httpx.get(page.group(1), timeout=30)
+            assert got.status_code == 200 and "<html" in got.text.lower(), got.text[:300]
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            interrupted = True
+    os.close(master)
+    proc.wait(timeout=300)
+    assert proc.returncode == 0, screen(raw)
+    return subprocess.CompletedProcess(proc.args, 0, screen(raw), "")
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +155,7 @@ def test_demo_runs_the_main_job_and_answers_with_sources(
 ) -> None:
     demo = demo_run.stdout
     for stage in ("[1/5] sample corpus", "[2/5] ingest", "[3/5] embed", "[4/5] evaluate", "[5/5] serving at"):
-        assert stage in demo, demo
+        assert f"✓ {stage}" in demo, demo  # the stage's result line, not only its spinner
     assert "Question: What is the with statement used for in Python?" in demo
     answer = demo.split("Answer", 1)[1].split("Sources", 1)
     assert answer[0].strip(), demo  # an answer was printed ...

@@ -1,6 +1,6 @@
 """Generation speed: the engine against the transformers path, same model, same prompts, same run.
 
-    python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision fp32]
+    python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision auto]
                                         [--engine onnx|vllm-cpu|vllm] [--model DIR] [--json]
 
 The prompts are the sample evaluation set's questions with the passages the real retriever finds
@@ -131,7 +131,9 @@ def main() -> None:
     p.add_argument("--questions", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=120)
     p.add_argument("--engine", choices=["onnx", "vllm-cpu", "vllm"], default="onnx")
-    p.add_argument("--precision", choices=["fp32", "int8", "int4"], default="fp32", help="the onnx engine's")
+    p.add_argument(
+        "--precision", choices=["auto", "fp32", "int8", "int4"], default="auto", help="the onnx engine's"
+    )
     p.add_argument("--model", help="a local transformers folder (default: the packaged SmolLM2)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--streams", type=int, default=4, help="concurrent streams on the engine")
@@ -178,7 +180,7 @@ def main() -> None:
         {
             "model": baseline.name,
             "engine": engine.to_dict().get("engine", args.engine),
-            "precision": args.precision if args.engine == "onnx" else None,
+            "precision": engine.to_dict().get("precision") if args.engine == "onnx" else None,
             "prompts": len(batch),
             "prompt_tokens_p50": median(prompt_tokens),
             "engine_tokens_per_s": eng["tokens_per_s"],

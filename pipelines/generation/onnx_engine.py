@@ -1,5 +1,5 @@
 """The default CPU engine: onnxruntime-genai running an ONNX build of the local model (converted
-once from the packaged SmolLM2 into the model cache; fp32 by default, int8 on request). Tokens
+once from the packaged SmolLM2 into the model cache; int8 where the CPU has VNNI, else fp32). Tokens
 stream as they are made.
 
 Concurrency: onnxruntime-genai's continuous-batching `Engine` needs paged attention, which it
@@ -19,7 +19,7 @@ from typing import Any
 
 from pipelines.generation.base import STOP, GenerationError, StopScanner, clamp_sampling
 from pipelines.generation.cleanup import AnswerFromStream
-from pipelines.models import offline_env, resolve_generator_model, resolve_onnx_model
+from pipelines.models import offline_env, onnx_precision, resolve_generator_model, resolve_onnx_model
 
 
 def engine_available() -> bool:
@@ -36,7 +36,7 @@ class OnnxGenerator(AnswerFromStream):
         model_path: str | Path | None = None,
         cache_dir: Path | None = None,
         threads: int | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         offline_env()
         try:
@@ -47,9 +47,9 @@ class OnnxGenerator(AnswerFromStream):
 
         cache = cache_dir or Path(".ragline/models")
         source = resolve_generator_model(model_path, cache)
-        self.model_path = resolve_onnx_model(source, cache, precision)
+        self.precision = onnx_precision(precision)
+        self.model_path = resolve_onnx_model(source, cache, self.precision)
         self.name = source.name
-        self.precision = precision
         # Left alone, onnxruntime used one thread of the two here (half the prefill speed): ask.
         self.threads = threads or os.cpu_count() or 1
         config = og.Config(str(self.model_path))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from pipelines.generation import LocalGenerator, OnnxGenerator, make_generator
 from pipelines.generation import backends as backends_module
 from pipelines.generation.base import StopScanner
+from pipelines.models import cpu_has_vnni, onnx_precision
 from pipelines.settings import Settings
 
 QUESTIONS = ["What is the capital of France?", "What colour is the sky?", "How many legs has a spider?"]
@@ -33,6 +35,18 @@ def test_the_default_engine_answers_and_reports_itself(engine: OnnxGenerator) ->
     assert out.prompt_tokens > 5 and 0 < out.completion_tokens <= 40
     assert engine.to_dict()["engine"] == "onnxruntime-genai"
     assert (engine.model_path / "genai_config.json").is_file()  # converted once, into the cache
+
+
+def test_auto_precision_is_int8_only_where_the_cpu_has_vnni(engine: OnnxGenerator, tmp_path: Path) -> None:
+    expected = "int8" if cpu_has_vnni() else "fp32"
+    assert engine.precision == expected == engine.to_dict()["precision"]
+    assert engine.model_path.name.endswith(f"-onnx-{expected}")
+    zen4, haswell = tmp_path / "zen4", tmp_path / "haswell"
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    haswell.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert cpu_has_vnni(zen4) and not cpu_has_vnni(haswell)
+    assert not cpu_has_vnni(tmp_path / "missing")  # no /proc: the safe choice, fp32
+    assert onnx_precision("fp32") == "fp32" and onnx_precision("int4") == "int4"
 
 
 def test_the_engine_streams_token_by_token(engine: OnnxGenerator) -> None:

@@ -1,6 +1,6 @@
 """Generation speed: the engine against the transformers path, same model, same prompts, same run.
 
-    python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision auto]
+    python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision fp32]
                                         [--engine onnx|vllm-cpu|vllm] [--model DIR] [--json]
 
 The prompts are the sample evaluation set's questions with the passages the real retriever finds
@@ -132,7 +132,7 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=120)
     p.add_argument("--engine", choices=["onnx", "vllm-cpu", "vllm"], default="onnx")
     p.add_argument(
-        "--precision", choices=["auto", "fp32", "int8", "int4"], default="auto", help="the onnx engine's"
+        "--precision", choices=["auto", "fp32", "int8", "int4"], default="fp32", help="the onnx engine's"
     )
     p.add_argument("--model", help="a local transformers folder (default: the packaged SmolLM2)")
     p.add_argument("--threads", type=int, default=2)

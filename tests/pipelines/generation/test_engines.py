@@ -38,15 +38,23 @@ def test_the_default_engine_answers_and_reports_itself(engine: OnnxGenerator) ->
 
 
 def test_auto_precision_is_int8_only_where_the_cpu_has_vnni(engine: OnnxGenerator, tmp_path: Path) -> None:
-    expected = "int8" if cpu_has_vnni() else "fp32"
-    assert engine.precision == expected == engine.to_dict()["precision"]
-    assert engine.model_path.name.endswith(f"-onnx-{expected}")
+    assert engine.precision == "fp32" == engine.to_dict()["precision"]  # the default: the best answers
+    assert engine.model_path.name.endswith("-onnx-fp32")
+    assert onnx_precision("auto") == ("int8" if cpu_has_vnni() else "fp32")
     zen4, haswell = tmp_path / "zen4", tmp_path / "haswell"
     zen4.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
     haswell.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
     assert cpu_has_vnni(zen4) and not cpu_has_vnni(haswell)
     assert not cpu_has_vnni(tmp_path / "missing")  # no /proc: the safe choice, fp32
     assert onnx_precision("fp32") == "fp32" and onnx_precision("int4") == "int4"
+
+
+def test_the_int8_build_keeps_the_packaged_models_answers(settings: Settings) -> None:
+    """int8 weights with a zero point per block, as the packaged Q4_1 GGUF's are: the builder's
+    symmetric int8 answered "L'Étoile, la Cité, ..." to the first question."""
+    int8 = OnnxGenerator(None, settings.model_cache, threads=2, precision="int8")
+    assert int8.model_path.name.endswith("-onnx-int8-asym")
+    assert "Paris" in int8.generate(ask(QUESTIONS[0]), max_tokens=30).text
 
 
 def test_the_engine_streams_token_by_token(engine: OnnxGenerator) -> None:

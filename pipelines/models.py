@@ -153,8 +153,8 @@ ONNX_PRECISIONS = ("fp32", "int8", "int4")
 # The cache folder of each build. A name changes with what its build makes, so a cache made by an
 # older build is never taken for the new one (int8 and int4 were symmetric before session 16).
 _BUILDS = {"fp32": "fp32", "int8": "int8-asym", "int4": "int4-asym"}
-# CPU flags (Linux /proc/cpuinfo) of int8 dot-product instructions: with them onnxruntime's int8
-# kernels decode ~2.3x faster than fp32 (benchmarks/README.md); without them int8 prefill is slower.
+# CPU flags (Linux /proc/cpuinfo) of int8 dot-product instructions: with them the int8 build streams
+# ~1.8x fp32's tokens/s and starts sooner (benchmarks/README.md); without them its prefill is slower.
 _VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 

@@ -18,6 +18,7 @@ from pipelines.evaluation.evalsets import EvalSet, Split
 from pipelines.evaluation.evaluator import EvalOptions, EvalReport, Evaluator
 from pipelines.generation import Generator, make_generator
 from pipelines.generation.backends import listwise_llm
+from pipelines.generation.budget import with_sentence_budget
 from pipelines.index.embedding import Embedder
 from pipelines.optimization.search import TunedEmbedder, TunedReranker
 from pipelines.optimization.variants import Chunking
@@ -41,7 +42,9 @@ def shared_embedder(model_path: str | None) -> Embedder:
 
 @lru_cache(maxsize=1)
 def shared_generator() -> Generator | None:
-    return make_generator(get_settings())
+    """As serving answers: stopped once the answer holds what the checker will keep."""
+    settings = get_settings()
+    return with_sentence_budget(make_generator(settings), settings.answer_sentence_limit)
 
 
 def base_chunking(settings: Settings) -> Chunking:

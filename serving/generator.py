@@ -11,6 +11,7 @@ from typing import Any
 from ray import serve
 
 from pipelines.generation import GenerationError, clean_answer, make_generator
+from pipelines.generation.budget import with_sentence_budget
 from pipelines.generation.citations import CitationChecker
 from pipelines.generation.prompts import build_messages
 from pipelines.index import Embedder
@@ -24,7 +25,9 @@ class GeneratorService:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
-        self.generator = make_generator(self.settings, threads=2)
+        self.generator = with_sentence_budget(
+            make_generator(self.settings, threads=2), self.settings.answer_sentence_limit
+        )
         # Answers are checked here, where the passages are: one small encoder per replica.
         self.checker = (
             CitationChecker(

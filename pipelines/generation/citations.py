@@ -129,18 +129,29 @@ class CheckedAnswer:
         }
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Where each piece of TEXT starts and ends: a sentence with the citation marks that follow it,
+    a line, or a fenced code block (one piece)."""
+    spans: list[tuple[int, int]] = []
+    at = 0
+    for code in [*_CODE.finditer(text), None]:
+        end = code.start() if code else len(text)
+        spans += [m.span() for m in _SENTENCE.finditer(text, at, end) if m.group().strip()]
+        if code:
+            spans.append(code.span())
+            at = code.end()
+    return spans
+
+
 def split_sentences(text: str) -> list[str]:
     """The answer's sentences, each with the citation marks that follow it; a fenced code block is
     one piece."""
-    out: list[str] = []
-    at = 0
-    for code in [*_CODE.finditer(text), None]:
-        prose = text[at : code.start() if code else len(text)]
-        out += [s.strip() for s in _SENTENCE.findall(prose) if s.strip()]
-        if code:
-            out.append(code.group().strip())
-            at = code.end()
-    return out
+    return [text[a:b].strip() for a, b in sentence_spans(text)]
+
+
+def is_claim(piece: str) -> bool:
+    """A piece the checker checks; shorter ones ("Yes.", "1.") are connective and kept as they are."""
+    return _word_count(piece) >= MIN_WORDS
 
 
 def is_code(piece: str) -> bool:
@@ -238,7 +249,7 @@ class CitationChecker:
         if not passages:
             return CheckedAnswer(answer.strip(), grounded=False)
         sentences = split_sentences(answer)
-        claims = [i for i, s in enumerate(sentences) if _word_count(s) >= MIN_WORDS]
+        claims = [i for i, s in enumerate(sentences) if is_claim(s)]
         citations: list[Citation] = []
         if claims:
             support = self.support([sentences[i] for i in claims], passages)

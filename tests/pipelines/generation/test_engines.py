@@ -22,13 +22,6 @@ def ask(question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}]
 
 
-@pytest.fixture(scope="session")
-def engine(settings: Settings) -> OnnxGenerator:
-    generator = make_generator(settings, threads=2)
-    assert isinstance(generator, OnnxGenerator)  # the default, since the engine is installed
-    return generator
-
-
 def test_the_default_engine_answers_and_reports_itself(engine: OnnxGenerator) -> None:
     out = engine.generate(ask(QUESTIONS[0]), max_tokens=40)
     assert "Paris" in out.text

@@ -120,12 +120,15 @@ class Evaluator:
         rows: list[dict[str, Any]] = []
         rankings: dict[str, list[str]] = {}
         to_answer = self._answer_ids(evalset)
-        for n, q in enumerate(queries, start=1):
-            row, hits = self._retrieve(q)
+        retrieved = [self._retrieve(q) for q in queries]
+        thresholds, source = self._refusal_thresholds(evalset, retrieved, to_answer)
+        for n, (q, (row, hits)) in enumerate(zip(queries, retrieved, strict=True), start=1):
             rankings[q["_id"]] = row["ranking"]
             row["relevant"] = sorted(evalset.qrels.get(q["_id"], {}))
             if q["_id"] in to_answer:
-                row |= self._answer(q["text"], hits, evalset.answers.get(q["_id"]))
+                threshold = thresholds.get(q["_id"], self._min_similarity)
+                row |= self._answer(q["text"], hits, evalset.answers.get(q["_id"]), threshold)
+                row["refusal_threshold"] = threshold
             rows.append(row)
             if progress:
                 progress(n, len(queries))
@@ -135,7 +138,8 @@ class Evaluator:
                 row[metric] = values.get(row["query_id"])
         frame = pl.DataFrame(rows, infer_schema_length=None)
         metrics = self._aggregate(frame, per_query_scores)
-        return EvalReport(metrics, frame, self.to_dict(), evalset.summary(), _failures(frame))
+        params = self.to_dict() | ({"refusal_threshold": source} if to_answer else {})
+        return EvalReport(metrics, frame, params, evalset.summary(), _failures(frame))
 
     @property
     def _min_similarity(self) -> float | None:
@@ -151,6 +155,19 @@ class Evaluator:
         return refusal.calibrate(
             known.filter(judged)["evidence"].to_list(), known.filter(~judged)["evidence"].to_list()
         )
+
+    def _refusal_thresholds(
+        self, evalset: EvalSet, retrieved: list[tuple[dict[str, Any], list[Any]]], to_answer: set[str]
+    ) -> tuple[dict[str, float | None], str]:
+        """The threshold each answered question is refused below, and where it came from: the
+        stored one (the champion's, learned, or set by hand) when there is one; else cross-fitted
+        on this set's other questions, so a first evaluation already refuses as serving will once
+        it has learned its threshold (generation/refusal.py)."""
+        if not to_answer or self._min_similarity is not None:
+            return {}, "stored" if self._min_similarity is not None else "none"
+        evidence = {row["query_id"]: row["evidence"] for row, _ in retrieved}
+        thresholds = refusal.cross_fitted(evidence, {q for q in evidence if evalset.qrels.get(q)})
+        return thresholds, "cross-fitted" if any(t is not None for t in thresholds.values()) else "none"
 
     # --- steps ---------------------------------------------------------------------------------
     def _answer_ids(self, evalset: EvalSet) -> set[str]:
@@ -180,10 +197,12 @@ class Evaluator:
         }
         return row, hits
 
-    def _answer(self, question: str, hits: list[Any], reference: list[str] | None) -> dict[str, Any]:
+    def _answer(
+        self, question: str, hits: list[Any], reference: list[str] | None, min_similarity: float | None
+    ) -> dict[str, Any]:
         assert self.generator is not None
         top = hits[: self.retriever.config.top_k]
-        if refusal.refuses(hits, self._min_similarity):
+        if refusal.refuses(hits, min_similarity):
             scores = score_answer(
                 self.embedder, question, refusal.REFUSAL_ANSWER, [h.text for h in top], reference
             )
@@ -207,7 +226,7 @@ class Evaluator:
         passages = [h.text for h in used]
         answer, repaired = out.text, 0
         if self.options.check_citations:
-            checked = self.checker.check(out.text, passages, question, self._min_similarity)
+            checked = self.checker.check(out.text, passages, question, min_similarity)
             answer, repaired = checked.text, checked.repaired
         scores = score_answer(self.embedder, question, answer, passages, reference)
         return {

@@ -36,3 +36,19 @@ def test_calibration_refuses_the_unanswerable_within_the_false_refusal_limit() -
     # Nothing to learn from: no unanswerable question, or none below every answerable one.
     assert refusal.calibrate(answerable, []) is None
     assert refusal.calibrate([0.2, 0.3], [0.9], max_false_refusal=0.0) is None
+
+
+def test_cross_fitted_thresholds_never_see_their_own_question() -> None:
+    """A first evaluation (no stored threshold) refuses with thresholds learned on the other folds."""
+    evidence: dict[str, float | None] = {f"a{i}": 0.55 + 0.01 * i for i in range(30)}
+    evidence |= {f"u{i}": 0.2 + 0.01 * i for i in range(10)} | {"text-only": None}
+    answerable = {q for q in evidence if q.startswith("a")}
+    thresholds = refusal.cross_fitted(evidence, answerable)
+    assert set(thresholds) == set(evidence) and thresholds == refusal.cross_fitted(evidence, answerable)
+    assert all(t is not None and 0.29 < t < 0.55 for t in thresholds.values())  # between the groups
+    # Relabelling one question moves the other folds' thresholds, never its own.
+    flipped = refusal.cross_fitted(evidence, answerable | {"u9"})
+    assert flipped["u9"] == thresholds["u9"]
+    assert any(flipped[q] != thresholds[q] for q in evidence if q != "u9")
+    # No unanswerable question elsewhere: nothing to learn from, no threshold.
+    assert set(refusal.cross_fitted({"a1": 0.6, "a2": 0.7}, {"a1", "a2"}).values()) == {None}

@@ -41,56 +41,11 @@ _DECLINED = re.compile(
     r"\b(cannot|can't|unable to) (find|answer|determine|tell)\b",
     re.I,
 )
-_STOP = frozenset(
-    {
-        *[
-            "a",
-            "an",
-            "the",
-            "and",
-            "or",
-            "of",
-            "to",
-            "in",
-            "is",
-            "are",
-            "was",
-            "be",
-            "it",
-            "its",
-            "this",
-            "that",
-            "for",
-            "on",
-            "with",
-            "as",
-            "by",
-            "at",
-            "from",
-            "can",
-            "not",
-        ],
-        *[
-            "you",
-            "your",
-            "i",
-            "we",
-            "he",
-            "she",
-            "they",
-            "them",
-            "their",
-            "there",
-            "which",
-            "what",
-            "when",
-            "how",
-            "does",
-            "do",
-            "if",
-        ],
-    }
-)
+_STOP = frozenset({
+    "a", "an", "the", "and", "or", "of", "to", "in", "is", "are", "was", "be", "it", "its", "this",
+    "that", "for", "on", "with", "as", "by", "at", "from", "can", "not", "you", "your", "i", "we",
+    "he", "she", "they", "them", "their", "there", "which", "what", "when", "how", "does", "do", "if",
+})  # fmt: skip
 MIN_WORDS = 3  # shorter pieces ("Yes.") are connective, not claims: kept as they are
 
 

@@ -6,7 +6,8 @@ limit plus `SLACK` sentences: room for the sentences the checker drops as unsupp
 (on the sample set the kept sentence was always among the model's first three).
 
 Sentences are counted as the checker counts claims (citations.split_sentences, 3+ words; a code
-block is one piece), and only once the next piece has begun, so a sentence is never cut inside."""
+block is one piece) on the text as it will be shown, and only once the next piece has begun, so a
+sentence is never cut inside."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from pipelines.generation.base import Generation, Generator
 from pipelines.generation.citations import is_claim, sentence_spans
-from pipelines.generation.cleanup import clean_answer
+from pipelines.generation.cleanup import clean_answer, tidy_whitespace
 
 SLACK = 2  # sentences past the limit: the checker's spares for the ones it drops
 
@@ -68,15 +69,15 @@ class SentenceBudget:
         text = ""
         try:
             for piece in pieces:
-                start, text = len(text), text + piece
-                # Checked on every piece: a sentence counts only once the piece after it begins.
-                if (end := claims_end(text, self.sentences)) is not None:
-                    if end > start:
-                        yield text[start:end]
+                text += piece
+                yield piece
+                # Counted on the text as it will be shown (a small model wraps its lines as the
+                # sources are wrapped); the piece that completes the last sentence may begin the
+                # next one, which the answer's cleanup cuts (an unfinished last sentence).
+                if claims_end(tidy_whitespace(text), self.sentences) is not None:
                     if state is not None:
                         state["finish"] = "stop"
                     return
-                yield piece
         finally:
             pieces.close()  # type: ignore[attr-defined]  # every backend's stream is a generator
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipelines.generation import OnnxGenerator
 from pipelines.generation.budget import SLACK, SentenceBudget, claims_end, with_sentence_budget
 from pipelines.generation.citations import is_claim, split_sentences
+from pipelines.generation.cleanup import clean_answer
 
 PARIS = [{"role": "user", "content": "Describe Paris in a paragraph."}]
 
@@ -15,6 +16,15 @@ def test_a_sentence_counts_once_the_next_piece_has_begun() -> None:
     assert end is not None and text[:end] == "Paris is the capital [1]."
     assert claims_end(text, 2) is None  # the last piece may still be growing
     assert claims_end("Paris is the capital.", 1) is None
+
+
+def test_sentences_are_counted_as_shown_not_by_wrapped_line() -> None:
+    """A small model wraps its lines as its sources are wrapped; the budget counts sentences."""
+    from pipelines.generation.cleanup import tidy_whitespace
+
+    wrapped = "The with statement is used to create\na context manager for a block.\nIt is"
+    assert claims_end(wrapped, 2) is not None  # three lines...
+    assert claims_end(tidy_whitespace(wrapped), 2) is None  # ...one sentence so far
 
 
 def test_connectives_and_list_numbers_are_not_sentences_a_code_block_is_one() -> None:
@@ -36,7 +46,7 @@ def test_the_engine_stops_after_the_budget_and_is_freed(engine: OnnxGenerator) -
     ][:2]  # greedy: the same first sentences, and no more
     assert short.completion_tokens < whole.completion_tokens and short.prompt_tokens == whole.prompt_tokens
     state: dict[str, object] = {}
-    assert "".join(budget.stream(PARIS, max_tokens=160, state=state)).strip() == short.text
+    assert clean_answer("".join(budget.stream(PARIS, max_tokens=160, state=state))) == short.text
     assert state["finish"] == "stop" and state["completion_tokens"] == short.completion_tokens
     assert engine._step.acquire(timeout=1)  # the stream was closed: nobody holds the model
     engine._step.release()

@@ -214,6 +214,8 @@ def evaluate_flow(
         "rejected": {k: v for k, v in checked.items() if k.startswith("rejected_") and k != "rejected_rows"},
         "failures": report.failures.height,
         "refusal_learned": learned,
+        # with --answers: the threshold answers were refused below (stored | cross-fitted | none)
+        "refusal_threshold": report.params.get("refusal_threshold"),
         "mlflow_run_id": run.info.run_id,
         "mlflow_experiment_id": run.info.experiment_id,
         "mlflow_url": url,

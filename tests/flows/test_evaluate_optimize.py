@@ -146,3 +146,6 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
     run2 = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": scored["mlflow_run_id"]})
     params2 = {p["key"]: p["value"] for p in run2.json()["run"]["data"]["params"]}
     assert params2["retrieval_mode"] == champion_mode and params2["generator"] == "local"
+    # Answers are refused below the stored threshold (the first evaluation's, or the champion's).
+    assert scored["refusal_threshold"] == params2["refusal_threshold"] in ("stored", "none")
+    assert ev["refusal_learned"] is None or scored["refusal_threshold"] == "stored"

@@ -120,7 +120,12 @@ class Evaluator:
         rows: list[dict[str, Any]] = []
         rankings: dict[str, list[str]] = {}
         to_answer = self._answer_ids(evalset)
-        retrieved = [self._retrieve(q) for q in queries]
+        # Retrieval first (the refusal thresholds need every question's evidence); hits are kept
+        # only for the questions answered, so a large retrieval-only set holds rows, not passages.
+        retrieved: list[tuple[dict[str, Any], list[Any]]] = []
+        for q in queries:
+            row, hits = self._retrieve(q)
+            retrieved.append((row, hits if q["_id"] in to_answer else []))
         thresholds, source = self._refusal_thresholds(evalset, retrieved, to_answer)
         for n, (q, (row, hits)) in enumerate(zip(queries, retrieved, strict=True), start=1):
             rankings[q["_id"]] = row["ranking"]

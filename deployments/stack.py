@@ -26,6 +26,7 @@ import yaml
 
 from deployments import processes as proc
 from deployments.state import Component, State, create_time, process_alive, state_path
+from deployments.vllm_cpu import vllm_python
 from pipelines.runtime import SERVE_ENV, free_port, haproxy_ports, loopback_haproxy
 from pipelines.settings import Settings
 
@@ -143,6 +144,8 @@ class Stack:
                 raise proc.StartError(f"port {port} ({what}) is in use on {self.config.host}")
         if not (self.config.project_dir / "prefect.yaml").is_file():
             raise proc.StartError(f"no prefect.yaml in the project dir {self.config.project_dir}")
+        if self.settings.generator == "vllm-cpu" and not self.settings.openai_base_url:
+            vllm_python()  # its serve starts vLLM's CPU server: say now when it is not installed
 
     def start(self) -> None:
         self._preflight()

@@ -4,9 +4,10 @@ fastapi), run as vLLM's OpenAI-compatible server on loopback and driven by the `
 
     python -m deployments.vllm_cpu [--model DIR] [--port 8100] [--eager]   # serves until Ctrl-C
 
-then `RAGLINE_GENERATOR=openai RAGLINE_OPENAI_BASE_URL=http://127.0.0.1:8100/v1
-RAGLINE_GENERATOR_MODEL=<the served name>`. vLLM batches concurrent requests itself (continuous
-batching), which the onnx engine cannot do on CPU (benchmarks/README.md).
+then `RAGLINE_GENERATOR=vllm-cpu RAGLINE_OPENAI_BASE_URL=http://127.0.0.1:8100/v1`. Or just
+`RAGLINE_GENERATOR=vllm-cpu ragline serve`: `served` starts it beside the Serve app and stops it
+after. vLLM batches concurrent requests itself (continuous batching), which the onnx engine cannot
+do on CPU (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from deployments import processes as proc
+from pipelines.generation.backends import VLLM_CPU_NAME
 from pipelines.models import resolve_generator_model
 from pipelines.runtime import free_port
 from pipelines.settings import Settings, get_settings
@@ -41,7 +45,7 @@ class VLLMCPUServer:
         settings: Settings | None = None,
         model: Path | None = None,
         port: int | None = None,
-        name: str = "vllm-cpu",
+        name: str = VLLM_CPU_NAME,
         kv_cache_gb: int = 1,
         venv: Path = VENV,
         start_timeout_s: float = 600,
@@ -104,6 +108,17 @@ class VLLMCPUServer:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def served(settings: Settings) -> Iterator[Settings]:
+    """SETTINGS with a vLLM CPU server to generate with, when they ask for one (`RAGLINE_GENERATOR=
+    vllm-cpu`) and name none (`RAGLINE_OPENAI_BASE_URL`): started here, stopped on the way out."""
+    if settings.generator != "vllm-cpu" or settings.openai_base_url:
+        yield settings
+        return
+    with VLLMCPUServer(settings, eager=settings.vllm_cpu_eager) as server:
+        yield settings.model_copy(update={"openai_base_url": server.base_url})
 
 
 def main() -> None:

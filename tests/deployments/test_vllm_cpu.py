@@ -1,6 +1,7 @@
 """vLLM for real on this CPU: the project starts vLLM's CPU build (`make vllm-cpu`, its own venv)
-as an OpenAI-compatible server on loopback, the `openai` backend streams from it, vLLM batches
-concurrent requests itself, and the project stops it."""
+as an OpenAI-compatible server on loopback (`RAGLINE_GENERATOR=vllm-cpu`, as `ragline serve` does),
+the `openai` backend streams from it, vLLM batches concurrent requests itself (a Serve app's
+concurrent chats too), and the project stops it."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
-from deployments.vllm_cpu import VLLMCPUServer
-from pipelines.generation import OpenAIGenerator
-from pipelines.generation.backends import listwise_llm
+from deployments.vllm_cpu import VLLMCPUServer, served
+from pipelines.generation import GenerationError, OpenAIGenerator
+from pipelines.generation.backends import VLLM_CPU_NAME, listwise_llm, make_generator
+from pipelines.models import resolve_generator_model
 from pipelines.retrieval.listwise import ListwiseReranker
 from pipelines.retrieval.query import Hit
-from pipelines.runtime import free_port
 from pipelines.settings import Settings
+from tests.serving.extra_apps import delete_extra_app, start_extra_app
 
 QUESTIONS = ["What is the capital of France?", "What colour is the sky?", "How many legs has a spider?"]
 
@@ -26,31 +29,42 @@ def ask(question: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def vllm_server(settings: Settings) -> Iterator[VLLMCPUServer]:
+def vllm_settings(settings: Settings) -> Iterator[Settings]:
+    """The settings `ragline serve` runs with under RAGLINE_GENERATOR=vllm-cpu: a server started."""
     # eager: vLLM's own engine and batching, without its ~2 min torch.compile (the benchmark compiles)
-    with VLLMCPUServer(settings, port=free_port(), eager=True) as server:
-        yield server
-    assert server.child is None
+    wanted = settings.model_copy(
+        update={"generator": "vllm-cpu", "vllm_cpu_eager": True, "openai_base_url": None}
+    )
+    with served(wanted) as ready:
+        assert ready.openai_base_url and ready.answer_sentence_limit == 1  # the packaged model
+        yield ready
+    with pytest.raises(httpx.ConnectError):  # stopped on the way out
+        httpx.get(f"{ready.openai_base_url.removesuffix('/v1')}/health", timeout=5)
 
 
-def test_vllm_answers_and_streams(vllm_server: VLLMCPUServer) -> None:
-    llm = OpenAIGenerator(vllm_server.base_url, vllm_server.name)
+@pytest.fixture(scope="module")
+def vllm_server(vllm_settings: Settings) -> OpenAIGenerator:
+    return OpenAIGenerator(vllm_settings.openai_base_url or "", VLLM_CPU_NAME)
+
+
+def test_vllm_answers_and_streams(vllm_server: OpenAIGenerator) -> None:
+    llm = vllm_server
     out = llm.generate(ask(QUESTIONS[0]), max_tokens=30)
     assert "Paris" in out.text and out.completion_tokens > 0 and out.prompt_tokens > 0
     pieces = list(llm.stream(ask(QUESTIONS[0]), max_tokens=30))
     assert len(pieces) > 3 and "Paris" in "".join(pieces)
 
 
-def test_concurrent_requests_each_get_their_own_answer(vllm_server: VLLMCPUServer) -> None:
-    llm = OpenAIGenerator(vllm_server.base_url, vllm_server.name)
+def test_concurrent_requests_each_get_their_own_answer(vllm_server: OpenAIGenerator) -> None:
+    llm = vllm_server
     alone = [llm.generate(ask(q), max_tokens=25).text for q in QUESTIONS]
     with ThreadPoolExecutor(len(QUESTIONS)) as pool:
         together = list(pool.map(lambda q: llm.generate(ask(q), max_tokens=25).text, QUESTIONS))
     assert together == alone  # batched by vLLM, greedy: each its own answer, unchanged
 
 
-def test_a_cancelled_stream_stops(vllm_server: VLLMCPUServer) -> None:
-    llm = OpenAIGenerator(vllm_server.base_url, vllm_server.name)
+def test_a_cancelled_stream_stops(vllm_server: OpenAIGenerator) -> None:
+    llm = vllm_server
     cancel = threading.Event()
     pieces = []
     for piece in llm.stream(ask("Count from 1 to 300."), max_tokens=400, cancel=cancel):
@@ -62,16 +76,16 @@ def test_a_cancelled_stream_stops(vllm_server: VLLMCPUServer) -> None:
 
 
 def test_the_served_model_is_the_listwise_reranker_of_openai_settings(
-    vllm_server: VLLMCPUServer, settings: Settings
+    vllm_server: OpenAIGenerator, settings: Settings
 ) -> None:
-    served = settings.model_copy(
+    openai = settings.model_copy(
         update={
             "generator": "openai",
             "openai_base_url": vllm_server.base_url,
             "generator_model": vllm_server.name,
         }
     )
-    llm = listwise_llm(served)
+    llm = listwise_llm(openai)
     assert isinstance(llm, OpenAIGenerator)
     reranker = ListwiseReranker(llm)
     texts = ["Bread is baked from flour.", "Paris is the capital of France.", "Spiders have eight legs."]
@@ -85,3 +99,41 @@ def test_without_the_venv_the_error_says_how_to_install(settings: Settings, tmp_
 
     with pytest.raises(StartError, match="make vllm-cpu"):
         VLLMCPUServer(settings, venv=tmp_path / "missing")
+
+
+def test_vllm_cpu_settings_budget_prompts_in_the_models_own_tokens(vllm_settings: Settings) -> None:
+    from transformers import AutoTokenizer
+
+    llm = make_generator(vllm_settings)
+    assert isinstance(llm, OpenAIGenerator) and llm.name == VLLM_CPU_NAME
+    model = resolve_generator_model(vllm_settings.generator_model, vllm_settings.model_cache)
+    tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
+    text = "Stratovolcanoes erupt explosively; shield volcanoes pour out basaltic lava."
+    assert llm.count_tokens(text) == len(tokenizer.encode(text, add_special_tokens=False))
+    assert "Paris" in llm.generate(ask(QUESTIONS[0]), max_tokens=30).text
+
+
+def test_vllm_cpu_without_a_server_says_how_to_get_one(settings: Settings) -> None:
+    bare = settings.model_copy(update={"generator": "vllm-cpu", "openai_base_url": None})
+    with pytest.raises(GenerationError, match="ragline serve"):
+        make_generator(bare)
+
+
+def test_a_serve_app_on_vllm_cpu_answers_concurrent_chats(service: str, vllm_settings: Settings) -> None:
+    app = start_extra_app(service, vllm_settings, "vllmcpu")
+    questions = ["What is a Fresnel lens?", "How do I fix a flat bicycle tyre?", "Why do volcanoes erupt?"]
+
+    def chat(question: str) -> dict:  # type: ignore[type-arg]
+        r = httpx.post(f"{app}/v1/chat", json={"message": question, "max_tokens": 60}, timeout=300)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    try:
+        with ThreadPoolExecutor(len(questions)) as pool:
+            answers = list(pool.map(chat, questions))
+    finally:
+        delete_extra_app("vllmcpu")
+    for body in answers:
+        assert body["model"] == VLLM_CPU_NAME and not body["degraded"], body
+        assert body["answer"] and body["usage"]["completion_tokens"] > 0 and body["sources"]
+    assert len({body["answer"] for body in answers}) == len(questions)  # each its own

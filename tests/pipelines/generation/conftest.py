@@ -8,7 +8,7 @@ from pipelines.settings import Settings
 
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> OnnxGenerator:
-    """The default engine on the packaged model, loaded once for the session."""
-    generator = make_generator(settings, threads=2)
-    assert isinstance(generator, OnnxGenerator)  # the default, since the engine is installed
+    """The onnx engine on the packaged model (RAGLINE_GENERATOR=onnx), loaded once for the session."""
+    generator = make_generator(settings.model_copy(update={"generator": "onnx"}), threads=2)
+    assert isinstance(generator, OnnxGenerator)
     return generator

@@ -1,5 +1,6 @@
-"""The local generation engines for real: onnxruntime-genai (the default) on the packaged SmolLM2,
-converted once into the session's model cache, and the transformers fallback."""
+"""The local generation engines for real: onnxruntime-genai on the packaged SmolLM2, converted
+once into the session's model cache (the engine for a model folder of your own), and the
+transformers fallback. The default engine, OpenVINO, is in test_openvino_engine.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def ask(question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}]
 
 
-def test_the_default_engine_answers_and_reports_itself(engine: OnnxGenerator) -> None:
+def test_the_onnx_engine_answers_and_reports_itself(engine: OnnxGenerator) -> None:
     out = engine.generate(ask(QUESTIONS[0]), max_tokens=40)
     assert "Paris" in out.text
     assert out.prompt_tokens > 5 and 0 < out.completion_tokens <= 40
@@ -31,7 +32,7 @@ def test_the_default_engine_answers_and_reports_itself(engine: OnnxGenerator) ->
 
 
 def test_auto_precision_is_int8_only_where_the_cpu_has_vnni(engine: OnnxGenerator, tmp_path: Path) -> None:
-    assert engine.precision == "fp32" == engine.to_dict()["precision"]  # the default: the best answers
+    assert engine.precision == "fp32" == engine.to_dict()["precision"]  # its default: the best answers
     assert engine.model_path.name.endswith("-onnx-fp32")
     assert onnx_precision("auto") == ("int8" if cpu_has_vnni() else "fp32")
     zen4, haswell = tmp_path / "zen4", tmp_path / "haswell"
@@ -94,9 +95,10 @@ def test_a_stop_sequence_never_reaches_the_reader() -> None:
     assert held.feed("A\nQue") == ("A", False) and held.feed("en") == ("\nQueen", False)
 
 
-def test_without_the_engine_local_falls_back_to_transformers(
+def test_without_either_engine_local_falls_back_to_transformers(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(backends_module, "openvino_available", lambda: False)
     monkeypatch.setattr(backends_module, "engine_available", lambda: False)
     fallback = make_generator(settings, threads=2)
     assert isinstance(fallback, LocalGenerator)

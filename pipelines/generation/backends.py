@@ -22,7 +22,7 @@ from pipelines.generation.onnx_engine import OnnxGenerator, engine_available
 from pipelines.generation.openai_server import OpenAIGenerator
 from pipelines.generation.openvino_engine import OpenVINOGenerator, openvino_available
 from pipelines.generation.vllm_engine import VLLMGenerator
-from pipelines.models import resolve_generator_model, resolve_onnx_model
+from pipelines.models import resolve_generator_model, resolve_onnx_model, resolve_openvino_gguf
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def prepare_generator(settings: Settings) -> list[Path]:
         return []
     source = resolve_generator_model(settings.generator_model, settings.model_cache)
     if settings.generator == "openvino" or _local_openvino(settings):
-        return [source]  # the GGUF is read as it is; the folder gives the chat template
+        return [source, resolve_openvino_gguf(settings.model_cache)]  # the chat template; the weights
     if settings.generator == "onnx" or (settings.generator == "local" and engine_available()):
         return [source, resolve_onnx_model(source, settings.model_cache, settings.onnx_precision)]
     return [source]

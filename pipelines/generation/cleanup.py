@@ -126,3 +126,17 @@ class AnswerFromStream:
         return Generation(
             clean_answer(text), state["prompt_tokens"], state["completion_tokens"], self.name, state["finish"]
         )
+
+
+class ChatTemplatePrompts:
+    """For local engines that build prompts with the model's own tokenizer (`self.tokenizer`):
+    token counts and prompt ids are the same on every engine of the same model."""
+
+    tokenizer: Any
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(self.tokenizer.encode(text, add_special_tokens=False))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.generation.base import STOP, GenerationError, StopScanner, clamp_sampling
-from pipelines.generation.cleanup import AnswerFromStream
+from pipelines.generation.cleanup import AnswerFromStream, ChatTemplatePrompts
 from pipelines.models import offline_env, onnx_precision, resolve_generator_model, resolve_onnx_model
 
 
@@ -28,7 +28,7 @@ def engine_available() -> bool:
     return importlib.util.find_spec("onnxruntime_genai") is not None
 
 
-class OnnxGenerator(AnswerFromStream):
+class OnnxGenerator(ChatTemplatePrompts, AnswerFromStream):
     """onnxruntime-genai on CPU, greedy by default; the same `generate`/`stream` as every backend."""
 
     def __init__(
@@ -69,13 +69,6 @@ class OnnxGenerator(AnswerFromStream):
             "model": self.name,
             "model_path": str(self.model_path),
         }
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def stream(
         self,

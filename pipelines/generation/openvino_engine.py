@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.generation.base import STOP, GenerationError, StopScanner, clamp_sampling
-from pipelines.generation.cleanup import AnswerFromStream
+from pipelines.generation.cleanup import AnswerFromStream, ChatTemplatePrompts
 from pipelines.models import cpu_has_bf16, offline_env, resolve_generator_model, resolve_openvino_gguf
 
 PRECISIONS = ("auto", "f32", "bf16")
@@ -41,7 +41,7 @@ class _Chat:
     tokens: queue.SimpleQueue[list[int] | BaseException | None] = field(default_factory=queue.SimpleQueue)
 
 
-class OpenVINOGenerator(AnswerFromStream):
+class OpenVINOGenerator(ChatTemplatePrompts, AnswerFromStream):
     """OpenVINO GenAI's continuous-batching pipeline on CPU, greedy by default."""
 
     def __init__(
@@ -97,13 +97,6 @@ class OpenVINOGenerator(AnswerFromStream):
             "model": self.name,
             "model_path": str(self.gguf),
         }
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     # --- the engine thread -----------------------------------------------------------------------
     def _run(self) -> None:

@@ -19,6 +19,7 @@ sentence is supported by a passage when its embedding is close to one of the pas
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,7 @@ _SENTENCE = re.compile(r".+?(?:[.!?](?:\s*\[\d{1,3}\])*[\"')\]]*(?=\s|$)|\n|$)",
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
 _WORD = re.compile(r"[a-z0-9_]+")
 _TAIL = re.compile(r"[.!?:;,\"')\]]*$")
-_WRAP = re.compile(r"(?<!\n)\n(?!\n)")
+_LIST_ITEM = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _DECLINED = re.compile(
     r"(don'?t|do not|doesn'?t|does not) (know|contain|mention|say|provide)|\bnot (mentioned|provided)\b|"
     r"\b(cannot|can't|unable to) (find|answer|determine|tell)\b",
@@ -120,6 +121,25 @@ def join_pieces(pieces: Sequence[str]) -> str:
         glue = "\n\n" if i and (is_code(piece) or is_code(pieces[i - 1])) else " " if i else ""
         text += glue + piece
     return text
+
+
+def unwrap(text: str) -> str:
+    """TEXT's hard line wraps joined, so a quote is a sentence, not a line. A break is a wrap when
+    the next line's first word would not have fit on the line (greedy filling, the paragraph's
+    longest line as its width); otherwise the line ended there on purpose, a heading or a term
+    before its definition ("PEP 343 - The with statement" joined to "The specification ..." read
+    as one sentence), and the break stays. A list item starts a line of its own."""
+    out: list[str] = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.split("\n")
+        width = max(len(line.rstrip()) for line in lines)
+        joined = lines[0]
+        for prev, line in itertools.pairwise(lines):
+            word = line.split(maxsplit=1)[0] if line.strip() else ""
+            wrapped = word and not _LIST_ITEM.match(line) and len(prev.rstrip()) + 1 + len(word) > width
+            joined += (" " + line.strip()) if wrapped else ("\n" + line)
+        out.append(joined)
+    return "\n\n".join(out)
 
 
 def _word_count(sentence: str) -> int:
@@ -285,8 +305,7 @@ class CitationChecker:
     ) -> tuple[tuple[int, str] | None, float, float]:
         """The passages' sentence closest to QUESTION (its [n] and text; None when they have none),
         its similarity to the question, and RIVAL's, from one encoder call."""
-        # Passages keep their hard line wraps: join them, so a quote is a sentence, not a line.
-        unwrapped = [_WRAP.sub(" ", p) for p in passages]
+        unwrapped = [unwrap(p) for p in passages]
         pieces = [
             (j, s) for j, p in enumerate(unwrapped, 1) for s in split_sentences(p) if _word_count(s) >= 4
         ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
-from pipelines.generation.citations import CitationChecker, split_sentences
+from pipelines.generation.citations import CitationChecker, split_sentences, unwrap
 from pipelines.generation.refusal import REFUSAL_ANSWER
 
 PASSAGES = [
@@ -167,3 +169,26 @@ def test_the_packaged_small_model_answers_in_one_sentence_by_default(tmp_path) -
     assert Settings(data_dir=tmp_path, generator="openai").answer_sentence_limit is None
     assert Settings(data_dir=tmp_path, generator_model=str(tmp_path)).answer_sentence_limit is None
     assert Settings(data_dir=tmp_path, generator="vllm", answer_sentences=3).answer_sentence_limit == 3
+
+
+def test_a_term_and_its_definition_are_not_quoted_as_one_sentence(checker: CitationChecker) -> None:
+    see_also = (  # as chunks keep pydoc's "See also" lists: a term, then its hard-wrapped definition
+        "See also:\n\n**PEP 343** - The with statement\n"
+        "The specification, background, and examples for the Python with\nstatement."
+    )
+    out = checker.check("Penguins fly to Mars [1].", [see_also], "Where is the with statement specified?")
+    assert out.text == "The specification, background, and examples for the Python with statement [1]."
+
+
+def test_unwrap_joins_the_wraps_of_greedy_filling_and_nothing_else() -> None:
+    words = "a context manager wraps the execution of a block with methods and a starter ferments"
+    words = words.split(" ")
+    paragraph = " ".join(words[i * 7 % len(words)] for i in range(90)) + "."
+    assert unwrap(textwrap.fill(paragraph, 60) + "\n\n" + textwrap.fill(paragraph, 72)) == (
+        paragraph + "\n\n" + paragraph
+    )
+    assert unwrap("Title line\nThe first sentence of a text that was not wrapped at all.") == (
+        "Title line\nThe first sentence of a text that was not wrapped at all."
+    )
+    item = "- an item that was wrapped here.\n- the next"
+    assert unwrap("- an item that was\n  wrapped here.\n- the next") == item

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterable
@@ -96,15 +95,6 @@ def healthy(url: str, timeout_s: float = 3.0) -> bool:
         return httpx.get(url, timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def stop(children: list[Child]) -> None:

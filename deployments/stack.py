@@ -27,7 +27,7 @@ import yaml
 from deployments import processes as proc
 from deployments.state import Component, State, create_time, process_alive, state_path
 from deployments.vllm_cpu import vllm_python
-from pipelines.runtime import SERVE_ENV, free_port, haproxy_ports, loopback_haproxy
+from pipelines.runtime import SERVE_ENV, free_port, haproxy_ports, loopback_haproxy, port_free
 from pipelines.settings import Settings
 
 POOL = "ragline-local"
@@ -140,7 +140,7 @@ class Stack:
             "Ray dashboard": self.config.dashboard_port,
         }
         for what, port in ports.items():
-            if not proc.port_free(self.config.host, port):
+            if not port_free(self.config.host, port):
                 raise proc.StartError(f"port {port} ({what}) is in use on {self.config.host}")
         if not (self.config.project_dir / "prefect.yaml").is_file():
             raise proc.StartError(f"no prefect.yaml in the project dir {self.config.project_dir}")

@@ -72,6 +72,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a plain socket can bind HOST:PORT: False also when the listener there set
+    SO_REUSEPORT (as HAProxy does), which a second HAProxy would share without a word."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def haproxy_ports() -> dict[str, str]:
     """Free ports for HAProxy's own metrics and stats listeners, for a Ray this process starts.
     Ray fixes them at 9101 and 8404, so a second Serve on one machine (a test session's app beside

@@ -122,8 +122,11 @@ def serve(
             except StartError as exc:
                 fail(str(exc))
             out.print(f"vLLM's CPU server generates at {settings.openai_base_url}")
-        with Status("starting Ray Serve"):
-            url = runner.start(settings, overrides)
+        try:
+            with Status("starting Ray Serve"):
+                url = runner.start(settings, overrides)
+        except runner.PortInUseError as exc:
+            fail(str(exc))
         started.callback(runner.stop)
         out.print(f"[green]serving[/] {url}  (docs: {url}/docs)  Ctrl-C to stop")
         stopping = {"now": False}

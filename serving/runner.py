@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from pipelines.runtime import ensure_ray
+from pipelines.runtime import ensure_ray, port_free
 from pipelines.settings import Settings
 
 APP_NAME = "ragline"
@@ -24,6 +24,7 @@ def start(
 
     from serving.app import build_app
 
+    _check_port(settings)
     ensure_ray(settings)
     log_config = {"log_level": settings.serve_log_level}
     serve.start(http_options={"host": settings.host, "port": settings.port}, logging_config=log_config)
@@ -37,6 +38,30 @@ def start(
     url = f"http://{settings.host}:{settings.port}{route_prefix.rstrip('/')}"
     wait_healthy(url)
     return url
+
+
+class PortInUseError(RuntimeError):
+    pass
+
+
+def _check_port(settings: Settings) -> None:
+    """Refuse a port another process listens on, before this Ray's Serve takes it. Its HAProxy
+    binds with SO_REUSEPORT, as a second `ragline serve` or `demo` beside a running `ragline up`
+    would: both would start, and the kernel would split requests between the two apps. A Serve
+    already running in this Ray (another app beside it) and a cluster's own nodes are not checked."""
+    import ray
+
+    if settings.ray_address:
+        return
+    if ray.is_initialized() and any(  # Serve's controller (SERVE_CONTROLLER_NAME)
+        a.get("name") == "SERVE_CONTROLLER_ACTOR" for a in ray.util.list_named_actors(all_namespaces=True)
+    ):
+        return
+    if not port_free(settings.host, settings.port):
+        raise PortInUseError(
+            f"port {settings.port} is in use on {settings.host} (another `ragline serve` or `ragline up`?): "
+            "stop it or set RAGLINE_PORT"
+        )
 
 
 def update_retrieval(

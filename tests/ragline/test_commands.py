@@ -218,6 +218,18 @@ def test_serve_with_a_config_file_then_chat_against_it(data_dir: Path, tmp_path:
         assert any("with" in s["title"].lower() for s in body["sources"]), body["sources"]
         shown = _ragline(data_dir, "chat", question, "--url", url).stdout  # the default collection
         assert "Answer" in shown and "Sources" in shown and "[1] " in shown
+        # A second serve on the same port is refused: its HAProxy would share the port
+        # (SO_REUSEPORT) and the kernel would split requests between the two apps.
+        second = subprocess.run(
+            [sys.executable, "-m", "ragline", "serve", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=_env(data_dir),
+            cwd=ROOT,
+        )
+        assert second.returncode == 1 and f"port {config['http_options']['port']} is in use" in second.stderr
+        assert httpx.get(f"{url}/readyz", timeout=60).status_code == 200  # the first one still serves
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does
         output, _ = proc.communicate(timeout=120)

@@ -73,8 +73,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Whether a plain socket can bind HOST:PORT: False also when the listener there set
-    SO_REUSEPORT (as HAProxy does), which a second HAProxy would share without a word."""
+    """Whether a plain socket can bind HOST:PORT (nothing listens there)."""
     with socket.socket() as s:
         try:
             s.bind((host, port))

@@ -45,10 +45,10 @@ class PortInUseError(RuntimeError):
 
 
 def _check_port(settings: Settings) -> None:
-    """Refuse a port another process listens on, before this Ray's Serve takes it. Its HAProxy
-    binds with SO_REUSEPORT, as a second `ragline serve` or `demo` beside a running `ragline up`
-    would: both would start, and the kernel would split requests between the two apps. A Serve
-    already running in this Ray (another app beside it) and a cluster's own nodes are not checked."""
+    """Refuse a port another process listens on (a `ragline up` beside a `ragline serve` or `demo`,
+    both on 8000 by default) at once, in one line. Otherwise Serve's HAProxy failed to bind it
+    ~10 s later with a traceback from `HAProxyManager.ready()`. A Serve already running in this Ray
+    (another app beside it) and a cluster's own nodes are not checked."""
     import ray
 
     if settings.ray_address:

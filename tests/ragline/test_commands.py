@@ -218,8 +218,8 @@ def test_serve_with_a_config_file_then_chat_against_it(data_dir: Path, tmp_path:
         assert any("with" in s["title"].lower() for s in body["sources"]), body["sources"]
         shown = _ragline(data_dir, "chat", question, "--url", url).stdout  # the default collection
         assert "Answer" in shown and "Sources" in shown and "[1] " in shown
-        # A second serve on the same port is refused: its HAProxy would share the port
-        # (SO_REUSEPORT) and the kernel would split requests between the two apps.
+        # A second serve on the same port is refused at once, in one line (Serve's HAProxy failed
+        # to bind it ~10 s later with a traceback), and the first one goes on serving.
         second = subprocess.run(
             [sys.executable, "-m", "ragline", "serve", "--config", str(path)],
             capture_output=True,

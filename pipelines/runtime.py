@@ -73,8 +73,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Whether a plain socket can bind HOST:PORT (nothing listens there)."""
+    """Whether nothing listens on HOST:PORT. SO_REUSEADDR as servers set it: connections of a
+    server just stopped (TIME_WAIT) do not count, a listener does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

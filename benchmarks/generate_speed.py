@@ -4,9 +4,10 @@
                                         [--engine openvino|onnx|vllm-cpu|vllm] [--model DIR] [--json]
 
 The prompts are the sample evaluation set's questions with the passages the real retriever finds
-for them (the sample corpus is ingested and embedded into a fresh data dir first), built by the
-same prompt code serving uses. Per question, in turns (the machine's noise falls on both alike):
-one streamed answer through the engine, one through transformers. Then 4 concurrent streams on the
+for them (the sample corpus is ingested and embedded into a fresh data dir first, in a child
+process whose Prefect server and Ray end before anything is timed), built by the same prompt code
+serving uses. One streamed answer per question through the engine, then the same through
+transformers (each alone: interleaved, each slowed the other). Then 4 concurrent streams on the
 engine against one, and the answer a reader waits for: the engine stopped by the sentence budget
 serving uses for the packaged model (`pipelines/generation/budget.py`) against the whole 120
 tokens, on the same prompts. Prints tokens/s (completion tokens over the whole answer, first token

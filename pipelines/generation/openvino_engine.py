@@ -55,6 +55,8 @@ class OpenVINOGenerator(ChatTemplatePrompts, AnswerFromStream):
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if prefill_tokens < 1:
+            raise ValueError(f"prefill_tokens must be >= 1, not {prefill_tokens}")
         offline_env()
         try:
             import openvino_genai as og

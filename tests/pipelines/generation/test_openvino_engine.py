@@ -78,3 +78,5 @@ def test_local_means_openvino_for_the_packaged_model_only(
         make_generator(own)
     monkeypatch.setattr(backends_module, "openvino_available", lambda: False)
     assert isinstance(make_generator(settings, threads=2), OnnxGenerator)  # OpenVINO missing
+    with pytest.raises(ValueError, match="prefill_tokens"):
+        OpenVINOGenerator(settings.model_cache, prefill_tokens=0)

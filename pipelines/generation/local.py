@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.generation.base import Generation, clamp_sampling
-from pipelines.generation.cleanup import clean_answer
+from pipelines.generation.cleanup import ChatTemplatePrompts, clean_answer
 from pipelines.models import offline_env, resolve_generator_model
 
 
-class LocalGenerator:
+class LocalGenerator(ChatTemplatePrompts):
     """A transformers causal LM on CPU (or GPU if present), greedy by default. One answer at a time
     per replica: torch already uses every core."""
 
@@ -41,9 +41,6 @@ class LocalGenerator:
             "model": self.name,
             "model_path": str(self.model_path),
         }
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _inputs(self, messages: list[dict[str, str]]) -> Any:
         return self.tokenizer.apply_chat_template(

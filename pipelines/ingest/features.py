@@ -25,13 +25,18 @@ LSH_BANDS = 8  # 8 bands x 4 rows: pairs above ~0.7 Jaccard almost always share 
 
 
 def normalize(text: pl.Expr) -> pl.Expr:
-    """NFKC, unix newlines, no zero-width characters, single spaces, at most one blank line."""
+    """NFKC, unix newlines, no zero-width characters, single spaces within a line, no trailing
+    spaces, at most one blank line. A line's leading indentation stays (a tab as four spaces): it
+    is the structure of code and nested lists, and a code comment moved to the start of its line
+    would read as a Markdown heading."""
     return (
         text.str.normalize("NFKC")
         .str.replace_all(r"\r\n?", "\n")
         .str.replace_all("[\u200b\u200c\u200d\u2060\ufeff]", "")
-        .str.replace_all(r"[ \t\u00a0]+", " ")
-        .str.replace_all(r" *\n *", "\n")
+        .str.replace_all("\t", "    ", literal=True)
+        .str.replace_all("\u00a0", " ", literal=True)
+        .str.replace_all(r"(\S) {2,}", "${1} ")
+        .str.replace_all(r" +\n", "\n")
         .str.replace_all(r"\n{3,}", "\n\n")
         .str.strip_chars()
     )

@@ -114,6 +114,7 @@ def parse_html(text: str, fallback_title: str) -> tuple[str, str]:
     parser.close()
     body = "".join(parser.parts)
     body = re.sub(r"[ \t\r\f\v]+", " ", body)
+    body = re.sub(r" *\n *", "\n", body)  # the page source's own indentation is layout, not text
     body = re.sub(r"\n\s*\n(\s*\n)*", "\n\n", body).strip()
     title = " ".join("".join(parser.title_parts).split()) or fallback_title
     return title, body

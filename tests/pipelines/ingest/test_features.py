@@ -51,3 +51,25 @@ def test_near_duplicates_point_at_the_earliest_copy() -> None:
 def test_near_duplicates_of_tiny_inputs() -> None:
     assert near_duplicates(_docs(["one"]))["near_duplicate_of"].to_list() == [None]
     assert near_duplicates(_docs(["a b", "c d"]))["near_duplicate_of"].to_list() == [None, None]
+
+
+def test_indentation_survives_normalisation_and_a_code_comment_is_no_heading() -> None:
+    from pipelines.ingest.chunking import Chunker, ChunkingConfig
+    from pipelines.models import default_embedding_model_path
+
+    text = (
+        "# Guide\n\nCall it  like this:   \n\n"
+        "    if ready:\n\t# start the engine\n        engine.start()  \n\nThen wait."
+    )
+    docs = add_document_features(_docs([text]))
+    assert docs["text"][0] == (
+        "# Guide\n\nCall it like this:\n\n"
+        "    if ready:\n    # start the engine\n        engine.start()\n\nThen wait."
+    )
+    chunker = Chunker(default_embedding_model_path(), ChunkingConfig(chunk_tokens=256, overlap=0))
+    chunks = chunker.chunk(
+        docs.with_columns(title=pl.lit("t"), content_hash=pl.lit("h"), source_uri=pl.lit("u"))
+    )
+    # Flattened, "# start the engine" became a heading of its own and split the code block.
+    assert chunks["heading"].to_list() == ["Guide"]
+    assert "        engine.start()" in chunks["text"][0]

@@ -35,7 +35,7 @@ _CODE = re.compile(r"```.*?(?:```|$)", re.S)  # a fenced code block is one piece
 _SENTENCE = re.compile(r".+?(?:[.!?](?:\s*\[\d{1,3}\])*[\"')\]]*(?=\s|$)|\n|$)", re.S)
 _CITE = re.compile(r"\s*\[(\d{1,3})\]")
 _WORD = re.compile(r"[a-z0-9_]+")
-_TAIL = re.compile(r"[.!?:;,\"')\]]*$")
+_TAIL = re.compile(r"[.!?:;,]*$")  # a closing quote or bracket stays before the marks: `"x" [1].`
 _LIST_ITEM = re.compile(r"\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _DECLINED = re.compile(
     r"(don'?t|do not|doesn'?t|does not) (know|contain|mention|say|provide)|\bnot (mentioned|provided)\b|"
@@ -151,7 +151,8 @@ def content_words(text: str) -> set[str]:
 
 
 def _with_citations(sentence: str, sources: Sequence[int]) -> str:
-    """SENTENCE with its citation marks replaced by SOURCES, placed before its final punctuation."""
+    """SENTENCE with its citation marks replaced by SOURCES, placed before its final punctuation
+    and after a quote or parenthesis that closes there (never inside it: `"pow(2, n)" [1].`)."""
     bare = _CITE.sub("", sentence).rstrip()
     tail = _TAIL.search(bare)
     cut = tail.start() if tail else len(bare)

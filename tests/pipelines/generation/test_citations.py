@@ -48,6 +48,19 @@ def test_a_wrong_or_missing_citation_is_repaired_from_support(checker: CitationC
     assert out.grounded and out.repaired == 3
 
 
+def test_a_repaired_mark_goes_after_a_closing_quote_or_parenthesis(checker: CitationChecker) -> None:
+    # Before, the mark went inside them: `... raises an "exception [1]".`
+    answer = (
+        'The exit method runs even when the block raises an "exception". '
+        "A starter is flour and water (fermented by wild yeast)."
+    )
+    out = checker.check(answer, PASSAGES)
+    assert out.text == (
+        'The exit method runs even when the block raises an "exception" [1]. '
+        "A starter is flour and water (fermented by wild yeast) [2]."
+    )
+
+
 def test_an_unsupported_sentence_is_dropped_and_listed(checker: CitationChecker) -> None:
     answer = "The exit method runs even when the block raises [1]. Penguins winter in the Sahara [2]."
     out = checker.check(answer, PASSAGES)

@@ -76,6 +76,7 @@ def make_evaluator(
     max_answers: int | None = None,
     embedder: TunedEmbedder | None = None,
     reranker: TunedReranker | None = None,
+    concurrency: int = EvalOptions.concurrency,
 ) -> Evaluator:
     """An evaluator of COLLECTION as serving sees it (its champion, if any; MODE overrides the
     retrieval mode only), or of RETRIEVAL (with EMBEDDER's index table and model, and RERANKER at
@@ -108,6 +109,7 @@ def make_evaluator(
         answer_sentences=settings.answer_sentence_limit,
         # as serving does: RAGLINE_REFUSAL_MIN_SIMILARITY overrides the champion's threshold
         min_similarity=settings.refusal_min_similarity,
+        concurrency=concurrency,
     )
     return Evaluator(
         retriever,
@@ -183,14 +185,18 @@ def evaluate_flow(
     generate: bool = False,
     max_answers: int | None = None,
     split: Split = "all",
+    concurrency: int = EvalOptions.concurrency,
 ) -> dict[str, Any]:
     """Score COLLECTION on the BEIR-layout evaluation set at DATASET with the retriever serving uses
-    (its champion config, unless MODE overrides the retrieval mode); log an MLflow run."""
+    (its champion config, unless MODE overrides the retrieval mode); log an MLflow run. With
+    answers, a batching engine makes CONCURRENCY of them at once."""
     settings = get_settings()
     validate_collection(collection)
     evalset, checked = load_evalset(dataset, collection)
     evalset = evalset.split(split)
-    evaluator = make_evaluator(settings, collection, mode=mode, generate=generate, max_answers=max_answers)
+    evaluator = make_evaluator(
+        settings, collection, mode=mode, generate=generate, max_answers=max_answers, concurrency=concurrency
+    )
     report = run_evaluation(evaluator, evalset)
     with tracking.run(settings, collection, f"evaluate-{report.params['retrieval_mode']}") as run:
         tracking.log_report(report, evalset)
@@ -216,6 +222,7 @@ def evaluate_flow(
         "refusal_learned": learned,
         # with --answers: the threshold answers were refused below (stored | cross-fitted | none)
         "refusal_threshold": report.params.get("refusal_threshold"),
+        "answer_concurrency": report.params.get("answer_concurrency"),  # generation_p50_ms is among as many
         "mlflow_run_id": run.info.run_id,
         "mlflow_experiment_id": run.info.experiment_id,
         "mlflow_url": url,

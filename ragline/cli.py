@@ -117,6 +117,9 @@ def evaluate(
     answers: Annotated[bool, typer.Option(help="also generate answers and score them (slow on CPU)")] = False,
     max_answers: Annotated[int | None, typer.Option(help="answer at most this many queries")] = None,
     split: Annotated[str, typer.Option(help="all | search | holdout")] = "all",
+    concurrency: Annotated[
+        int, typer.Option(help="answers made at once by a batching engine (OpenVINO, vLLM, a server)")
+    ] = 4,
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
@@ -126,13 +129,15 @@ def evaluate(
         fail(f"unknown --mode {mode!r}; use hybrid, vector or text", 2)
     if split not in ("all", "search", "holdout"):
         fail(f"unknown --split {split!r}; use all, search or holdout", 2)
+    if concurrency < 1:
+        fail(f"--concurrency must be at least 1, got {concurrency}", 2)
     if not dataset.is_dir():
         fail(f"evaluation set {dataset} is not a folder (BEIR layout: queries.jsonl, qrels/test.tsv)", 2)
     from flows.evaluate import evaluate_flow
 
     try:
         with working("evaluate flow running"):
-            result = evaluate_flow(collection, str(dataset), mode, answers, max_answers, split)  # type: ignore[arg-type]
+            result = evaluate_flow(collection, str(dataset), mode, answers, max_answers, split, concurrency)  # type: ignore[arg-type]
     except (ValueError, LookupError) as exc:
         fail(str(exc))
         return

@@ -101,6 +101,13 @@ class Generator(Protocol):
         ...
 
 
+def batches(generator: Generator) -> bool:
+    """Whether GENERATOR runs concurrent requests together (continuous batching, a server), so
+    several answers at once take less time than one after another; the in-process transformers
+    and onnxruntime backends take turns instead. An optional `batches` attribute says so."""
+    return bool(getattr(generator, "batches", False))
+
+
 class WholeAnswerStream:
     """For backends called here without token streaming: one piece, the whole answer."""
 

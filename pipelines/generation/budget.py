@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from pipelines.generation.base import Generation, Generator
+from pipelines.generation.base import Generation, Generator, batches
 from pipelines.generation.citations import is_claim, sentence_spans
 from pipelines.generation.cleanup import clean_answer, tidy_whitespace
 
@@ -44,6 +44,7 @@ class SentenceBudget:
         self.generator = generator
         self.sentences = sentences
         self.name = generator.name
+        self.batches = batches(generator)
         # Engines that report their token counts through `state` keep doing so through the budget.
         self._reports = "state" in inspect.signature(generator.stream).parameters
 

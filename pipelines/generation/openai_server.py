@@ -15,6 +15,8 @@ from pipelines.generation.cleanup import clean_answer
 class OpenAIGenerator:
     """Any server that speaks the OpenAI chat-completions API (vLLM's server, llama.cpp, ...)."""
 
+    batches = True  # a server takes requests at once; how it runs them is its own affair
+
     def __init__(
         self,
         base_url: str,

@@ -44,6 +44,8 @@ class _Chat:
 class OpenVINOGenerator(ChatTemplatePrompts, AnswerFromStream):
     """OpenVINO GenAI's continuous-batching pipeline on CPU, greedy by default."""
 
+    batches = True  # concurrent requests share each model step (4 streams: ~2.4x one's tokens/s)
+
     def __init__(
         self,
         cache_dir: Path | None = None,

@@ -24,6 +24,8 @@ class VLLMGenerator(AnswerFromStream):
     """vLLM's `AsyncLLMEngine` on a loop of its own thread, behind the same sync `generate` and
     `stream` as every backend (serving calls them from worker threads)."""
 
+    batches = True  # continuous batching
+
     def __init__(
         self,
         model_path: str | Path | None = None,

@@ -149,3 +149,36 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
     # Answers are refused below the stored threshold (the first evaluation's, or the champion's).
     assert scored["refusal_threshold"] == params2["refusal_threshold"] in ("stored", "none")
     assert ev["refusal_learned"] is None or scored["refusal_threshold"] == "stored"
+
+
+def test_a_batching_engine_answers_ahead_with_the_same_answers(
+    beir_dir: Path, ray_session: None, settings: Settings
+) -> None:
+    """On the collection the test above built. The default engine (OpenVINO) batches concurrent
+    requests, so the evaluation has it answer four questions at once while it checks and scores
+    them in order: each question gets its own answer, the one made alone but for bf16 rounding
+    (greedy; a batch sums in another order, and a long answer can take another word)."""
+    from flows.evaluate import load_evalset, make_evaluator, shared_generator
+    from pipelines.generation import OpenVINOGenerator
+    from pipelines.generation.budget import SentenceBudget
+
+    evalset, _ = load_evalset(str(beir_dir), COLLECTION)
+    generator = shared_generator()
+    engine = generator.generator if isinstance(generator, SentenceBudget) else generator
+    assert isinstance(engine, OpenVINOGenerator)
+    alone = make_evaluator(settings, COLLECTION, generate=True, max_answers=6, concurrency=1)
+    engine.most_batched = 0
+    one_by_one = alone.run(evalset)
+    assert engine.most_batched == 1 and one_by_one.params["answer_concurrency"] == 1
+    together = make_evaluator(settings, COLLECTION, generate=True, max_answers=6)
+    ahead = together.run(evalset)
+    assert ahead.params["answer_concurrency"] == 4 and engine.most_batched >= 2
+    answered = ahead.per_query.filter(ahead.per_query["answer"].is_not_null())
+    assert answered.height == 6 and (~answered["refused_without_model"]).sum() >= 2
+    assert ahead.per_query["query_id"].to_list() == one_by_one.per_query["query_id"].to_list()
+    alone_raw = one_by_one.per_query["raw_answer"].to_list()
+    ahead_raw = ahead.per_query["raw_answer"].to_list()
+    same = [a == b for a, b in zip(alone_raw, ahead_raw, strict=True) if a is not None]
+    assert sum(same) >= len(same) / 2  # 39 of 43 on the sample set
+    for i, text in enumerate(ahead_raw):  # none is another question's answer
+        assert text is None or text == alone_raw[i] or text not in alone_raw[:i] + alone_raw[i + 1 :]

@@ -24,6 +24,8 @@ def test_evaluation_commands_explain_bad_arguments(tmp_path) -> None:  # type: i
     assert r.returncode == 2 and "unknown --metric" in r.stderr
     r = _ragline("evaluate", "-c", "x", "--dataset", str(tmp_path), "--mode", "fuzzy")
     assert r.returncode == 2 and "unknown --mode" in r.stderr
+    r = _ragline("evaluate", "-c", "x", "--dataset", str(tmp_path), "--answers", "--concurrency", "0")
+    assert r.returncode == 2 and "--concurrency must be at least 1" in r.stderr
 
 
 def test_missing_source_is_a_one_line_error() -> None:

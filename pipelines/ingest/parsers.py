@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from html.parser import HTMLParser
 
@@ -78,9 +79,10 @@ class _HTMLText(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
+        self.parts: list[tuple[str, bool]] = []  # (text, verbatim: inside <pre>)
         self.title_parts: list[str] = []
         self._skip = 0
+        self._pre = 0
         self._in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -89,33 +91,39 @@ class _HTMLText(HTMLParser):
         elif tag in self._SKIP:
             self._skip += 1
         if tag in self._BLOCK:
-            self.parts.append("\n\n")
+            self.parts.append(("\n\n", False))
+        self._pre += tag == "pre"
         if not self._skip and len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
-            self.parts.append("#" * int(tag[1]) + " ")  # keep headings, as Markdown, for heading paths
+            self.parts.append(("#" * int(tag[1]) + " ", False))  # headings as Markdown, for heading paths
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title":
             self._in_title = False
         elif tag in self._SKIP and self._skip:
             self._skip -= 1
+        if tag == "pre" and self._pre:
+            self._pre -= 1
         if tag in self._BLOCK:
-            self.parts.append("\n\n")
+            self.parts.append(("\n\n", False))
 
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.title_parts.append(data)
         elif not self._skip:
-            self.parts.append(data)
+            self.parts.append((data, self._pre > 0))
 
 
 def parse_html(text: str, fallback_title: str) -> tuple[str, str]:
     parser = _HTMLText()
     parser.feed(text)
     parser.close()
-    body = "".join(parser.parts)
-    body = re.sub(r"[ \t\r\f\v]+", " ", body)
-    body = re.sub(r" *\n *", "\n", body)  # the page source's own indentation is layout, not text
-    body = re.sub(r"\n\s*\n(\s*\n)*", "\n\n", body).strip()
+    pieces = []
+    for verbatim, run in itertools.groupby(parser.parts, key=lambda part: part[1]):
+        piece = "".join(text for text, _ in run)
+        if not verbatim:  # the page source's line breaks and indentation are layout; <pre>'s are text
+            piece = re.sub(r" *\n *", "\n", re.sub(r"[ \t\r\f\v]+", " ", piece))
+        pieces.append(piece)
+    body = re.sub(r"\n\s*\n(\s*\n)*", "\n\n", "".join(pieces)).strip()
     title = " ".join("".join(parser.title_parts).split()) or fallback_title
     return title, body
 

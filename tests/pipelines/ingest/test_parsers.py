@@ -17,6 +17,16 @@ def test_html_keeps_title_and_text_and_drops_scripts_and_styles() -> None:
     assert "alert" not in text and "evil" not in text and "p{}" not in text
 
 
+def test_html_keeps_the_layout_of_pre_blocks_only() -> None:
+    _, text = parse_html(
+        "<body>\n    <p>Call it\n        like this:</p>\n"
+        "    <pre><code>def area(r):\n    # a circle\n    return 3.14 * r * r\n</code></pre>\n</body>",
+        "fallback",
+    )
+    # the page source's indentation goes; the code's stays (and its comment is no heading)
+    assert text == "Call it\nlike this:\n\ndef area(r):\n    # a circle\n    return 3.14 * r * r"
+
+
 def test_markdown_title_is_first_heading() -> None:
     assert parse_markdown("intro\n\n## Sub heading\n\ntext", "file")[0] == "Sub heading"
     assert parse_markdown("no heading here", "file")[0] == "file"

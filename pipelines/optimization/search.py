@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pipelines.evaluation.evalsets import EvalSet
 from pipelines.evaluation.evaluator import EvalReport
 from pipelines.optimization.variants import Chunking
@@ -133,6 +135,8 @@ class Trial:
     p95_ms: float
     run_id: str
     metrics: dict[str, float] = field(default_factory=dict)
+    per_query: dict[str, float] = field(default_factory=dict)  # the metric of each judged question
+    start: bool = False  # the incumbent, enqueued as the first trial
 
     @property
     def feasible(self) -> bool:
@@ -188,7 +192,9 @@ def search(
         # A trial over the latency budget is infeasible: TPE learns to avoid that region.
         trial.set_constraint("p95_ms", p95 - budget_ms)
         metrics = {**report.metrics, "feasible": float(feasible)}
-        result = Trial(trial.number, candidate, score, p95, run.info.run_id, metrics)
+        per_query = _per_query(report, metric)
+        first = start is not None and trial.number == 0
+        result = Trial(trial.number, candidate, score, p95, run.info.run_id, metrics, per_query, first)
         done.append(result)
         if on_trial:
             on_trial(result)
@@ -206,8 +212,34 @@ def search(
 
 
 def best(trials: list[Trial]) -> Trial:
-    """The best trial within the latency budget (ties: the faster one)."""
+    """The best trial within the latency budget (ties: the faster one); the incumbent (the start
+    trial) unless the best beats it by more than chance would among that many configs (`margin`)."""
     feasible = [t for t in trials if t.feasible]
     if not feasible:
         raise RuntimeError("no trial met the latency budget: raise --latency-budget-ms or shrink the index")
-    return max(feasible, key=lambda t: (t.score, -t.p95_ms))
+    top = max(feasible, key=lambda t: (t.score, -t.p95_ms))
+    start = next((t for t in feasible if t.start), None)
+    if start is None or top is start or not top.per_query:
+        return top
+    distinct = len({t.candidate for t in trials})
+    return top if top.score - start.score > margin(top, start, distinct) else start
+
+
+def margin(top: Trial, start: Trial, configs: int) -> float:
+    """What TOP must beat START by: sqrt(2 ln n) standard errors of their per-question differences,
+    n the configs tried. The best of n configs that are no better than the start still beats it by
+    about that much on the search split, by chance alone (the expected maximum of n normal draws),
+    and a winner by chance loses on questions it has not seen (benchmarks/optimize_halves.py)."""
+    shared = sorted(set(top.per_query) & set(start.per_query))
+    if len(shared) < 2 or configs < 2:
+        return 0.0
+    diffs = np.asarray([top.per_query[q] - start.per_query[q] for q in shared])
+    return float(np.sqrt(2 * np.log(configs)) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
+
+
+def _per_query(report: EvalReport, metric: str) -> dict[str, float]:
+    frame = report.per_query
+    if metric not in frame.columns or "query_id" not in frame.columns:
+        return {}
+    rows = frame.select("query_id", metric).drop_nulls().iter_rows()
+    return {str(q): float(v) for q, v in rows}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 
-from pipelines.optimization.search import Candidate, SearchSpace, Trial, best
+from pipelines.optimization import documents
+from pipelines.optimization.search import Candidate, SearchSpace, Trial, best, margin
 from pipelines.optimization.variants import Chunking, variant_name
 from pipelines.retrieval import RetrievalConfig
 
@@ -40,6 +43,44 @@ def test_the_best_trial_is_the_best_within_the_latency_budget() -> None:
     assert best(trials).number == 2
     with pytest.raises(RuntimeError, match="latency budget"):
         best(trials[:1])
+
+
+def test_a_winner_by_chance_does_not_replace_the_incumbent() -> None:
+    start = Candidate(Chunking(200, 32), RetrievalConfig())
+    other = Candidate(Chunking(200, 32), RetrievalConfig(rrf_k=20))
+    base = {f"q{i}": 0.5 for i in range(12)}
+    feasible = {"feasible": 1.0}
+    # +0.05 on average, from two questions up by 0.4 and one down by 0.2: noise among 20 configs
+    noisy = base | {"q0": 0.9, "q1": 0.9, "q2": 0.3}
+    trials = [Trial(0, start, 0.5, 10.0, "r0", feasible, base, start=True)]
+    trials += [Trial(i, replace(other, retrieval=RetrievalConfig(rrf_k=20 + i)), 0.5, 10.0, f"r{i}",
+                     feasible, base) for i in range(1, 19)]  # fmt: skip
+    trials.append(Trial(19, other, 0.55, 10.0, "r19", feasible, noisy))
+    assert margin(trials[-1], trials[0], 20) > 0.05 and best(trials).start
+    # the same mean gain, every question up by 0.05: no chance explains that
+    steady = {q: v + 0.05 for q, v in base.items()}
+    trials[-1] = Trial(19, other, 0.55, 10.0, "r19", feasible, steady)
+    assert best(trials).number == 19
+    # without a start trial (nothing to hold on to), the best is the best
+    assert best([replace(t, start=False) for t in trials[:-1]] + [trials[-1]]).number == 19
+
+
+def test_document_fusion_is_chosen_only_where_it_scores_higher() -> None:
+    base = RetrievalConfig(rrf_k=40)
+    labels = [documents.label(c) for c in documents.grid(base)]
+    assert labels[0] == "chunks/0" and labels[1:] == [f"documents/{p:g}" for p in documents.LENGTH_PRIORS]
+    assert all(c.rrf_k == 40 for c in documents.grid(base))  # the rest of the config stays
+
+    def score(config: RetrievalConfig) -> float:  # a collection of long and short documents
+        return {0.0: 0.80, 0.02: 0.86, 0.04: 0.84}.get(config.length_prior, 0.81)
+
+    choice = documents.choose(base, score, "ndcg@10")
+    assert choice.kept and (choice.retrieval.fusion, choice.retrieval.length_prior) == ("documents", 0.02)
+    assert choice.retrieval.rrf_k == 40 and choice.summary()["search_score"] == 0.86
+    flat = documents.choose(base, lambda c: 0.8, "ndcg@10")  # nothing better: a tie keeps the base
+    assert not flat.kept and flat.retrieval == base
+    text = documents.choose(replace(base, mode="text"), score, "ndcg@10")
+    assert not text.kept and text.scores == {} and "fuses nothing" in text.reason
 
 
 def test_variant_names_and_chunking_labels() -> None:

@@ -80,3 +80,61 @@ def test_the_reranker_reorders_the_first_hits_and_top_k_is_cut_after_it(retrieve
         Retriever(retriever.store, "c", RetrievalConfig(rerank_depth=8)).retrieve("word7", q, top_k=3)
         == plain
     )
+
+
+def test_document_fusion_and_the_length_prior_rank_what_the_two_searches_found(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import math
+    from datetime import timedelta
+
+    import pyarrow as pa
+
+    from pipelines.retrieval.fusion import document_fuse
+
+    store = Store(str(tmp_path_factory.mktemp("documents")))
+    model = ModelInfo("m", "abcdef0123456789", 16)
+    table = store.index_table("c", model)
+    rows = _rows(120)
+    # documents of 1 to 40 chunks: d0 has 40, d1 20, d2 10, the rest one each
+    doc_ids = ["d0"] * 40 + ["d1"] * 20 + ["d2"] * 10 + [f"d{i}" for i in range(3, 53)]
+    rows = rows.set_column(rows.schema.get_field_index("doc_id"), "doc_id", pa.array(doc_ids))
+    Store.upsert(table, rows.cast(index_schema(16)))
+    build_indexes(table)
+    store.set_active_index("c", table.name, model)
+    q = rows.column("vector")[3].values.to_numpy()
+
+    def search(**config: object) -> list:
+        return Retriever(store, "c", RetrievalConfig(top_k=10, **config)).retrieve("word3 row", q)  # type: ignore[arg-type]
+
+    single = Retriever(store, "c", RetrievalConfig(top_k=30))
+    vector = single.retrieve("", q, mode="vector")
+    text = single.retrieve("word3 row", mode="text")
+    counts = {"d0": 40, "d1": 20, "d2": 10}
+    for prior in (0.0, 0.08):
+        expected = document_fuse(
+            [([(h.id, h.doc_id) for h in vector], 1.0), ([(h.id, h.doc_id) for h in text], 1.0)],
+            60,
+            prior,
+            counts,
+        )
+        hits = search(fusion="documents", length_prior=prior)
+        assert [h.id for h in hits] == sorted(expected, key=lambda i: (-expected[i], i))[:10]
+        assert [h.score for h in hits] == [pytest.approx(expected[h.id], abs=1e-6) for h in hits]
+    # the prior over chunk fusion: each chunk loses its document's penalty, one-chunk documents nothing
+    plain = {h.id: h for h in search()}
+    for h in search(length_prior=0.08):
+        if h.id in plain:
+            n = counts.get(h.doc_id, 1)
+            assert h.score == pytest.approx(plain[h.id].score - 0.08 * math.log(n) / 61, abs=1e-6)
+    # the chunk counts follow the table (as serving reads it, rechecking its version): a document's
+    # new chunks are counted in the next search
+    live = Store(store.uri, read_consistency=timedelta(0))
+    retriever = Retriever(live, "c", RetrievalConfig(length_prior=0.08))
+    retriever.retrieve("word3", q)
+    assert retriever._counts is not None and retriever._counts[1]["d2"] == 10
+    more = _rows(5, start=200).set_column(1, "doc_id", pa.array(["d2"] * 5))
+    Store.upsert(table, more.cast(index_schema(16)))
+    retriever.retrieve("word3", q)
+    assert retriever._counts[1]["d2"] == 15
+    assert sum(retriever._counts[1].values()) == table.count_rows() == 125

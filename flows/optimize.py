@@ -1,10 +1,12 @@
 """Optimize: evaluate the incumbent → search configs (Optuna, nested MLflow runs) on the search
-split → learn a feature ranker for the winner (kept if it helps) → score the winner and the
+split → learn how the winner fuses documents (retrieval/fusion.py) → learn a feature ranker for
+the winner (kept if it helps) → score the winner and the
 incumbent on the held-out split → promote the winner to the collection's `champion` (MLflow
 registry alias + the serving registry) only if it is better there."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import mlflow
@@ -30,6 +32,7 @@ from pipelines.evaluation.evaluator import EvalReport
 from pipelines.index.embedding import embed_collection, embed_options
 from pipelines.index.indexes import ANN_MIN_ROWS
 from pipelines.ingest.tables import quarantine_frame, write_quarantine
+from pipelines.optimization import documents
 from pipelines.optimization.search import Candidate, SearchSpace, Trial, best, search
 from pipelines.optimization.variants import Chunking, chunk_variant, variant_name, write_variant_chunks
 from pipelines.retrieval import RetrievalConfig
@@ -143,6 +146,28 @@ def search_configs(
             start=start,
             on_trial=on_trial,
         )
+
+
+@task(name="learn-document-fusion", cache_policy=NO_CACHE)
+def learn_fusion(
+    collection: str, candidate: Candidate, search_set: EvalSet, metric: str, parent_run_id: str
+) -> tuple[Candidate, dict[str, Any]]:
+    """CANDIDATE with the fusion and length prior (pipelines/optimization/documents.py) that score
+    best on SEARCH_SET, when they beat its own."""
+    settings = get_settings()
+
+    def score(config: RetrievalConfig) -> float:
+        trial = replace(candidate, retrieval=config)
+        report = evaluate_candidate(settings, collection, trial, search_set, False, None)
+        return float(report.metrics.get(metric, 0.0))
+
+    choice = documents.choose(candidate.retrieval, score, metric)
+    get_run_logger().info("document fusion %s: %s", "changed" if choice.kept else "kept", choice.reason)
+    with mlflow.start_run(run_id=parent_run_id):
+        prior = choice.retrieval.length_prior
+        mlflow.log_metrics({"fusion_changed": float(choice.kept), "length_prior": prior})
+        mlflow.log_param("fusion", choice.retrieval.fusion)
+    return replace(candidate, retrieval=choice.retrieval), choice.summary()
 
 
 @task(name="score-on-holdout", cache_policy=NO_CACHE)
@@ -268,7 +293,8 @@ def optimize_flow(
         without_feature_ranker(current),  # the first trial; its ranker is relearned, not reused
     )
     winner = best(done)
-    finalist, ranker, listwise = winner.candidate, None, None
+    finalist, fusion = learn_fusion(collection, winner.candidate, search_set, metric, parent_id)
+    ranker, listwise = None, None
     if rerank and finalist.reranker is None:
         target = build_variant(collection, finalist.chunking)
         ranked, ranker = train_feature_ranker(collection, target, finalist, search_set, parent_id, feedback)
@@ -276,6 +302,7 @@ def optimize_flow(
         # the feature ranker's cross-validated gain on the search split, within the latency budget.
         gain = ranker["cv_ranker_ndcg@10"] - ranker["cv_fused_ndcg@10"] if ranked else 0.0
         fused = winner.metrics.get("ndcg@10", 0.0)
+        fused = fusion.get("search_score", fused) if metric == "ndcg@10" else fused
         args = (target, finalist, search_set, fused, gain, latency_budget_ms, parent_id)
         listed, listwise = try_listwise_reranker(*args)
         finalist = listed or ranked or finalist
@@ -358,6 +385,7 @@ def optimize_flow(
         "champion": {**champion, "params": chosen.params()} if champion else None,
         "promoted": promoted,
         "reason": reason,
+        "fusion": fusion,
         "ranker": ranker,
         "listwise": listwise,
         "finetune": tuned,

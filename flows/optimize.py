@@ -1,5 +1,5 @@
 """Optimize: evaluate the incumbent → search configs (Optuna, nested MLflow runs) on the search
-split → learn how the winner fuses documents (retrieval/fusion.py) → learn a feature ranker for
+split → try the length prior on the winner (retrieval/fusion.py) → learn a feature ranker for
 the winner (kept if it helps) → score the winner and the
 incumbent on the held-out split → promote the winner to the collection's `champion` (MLflow
 registry alias + the serving registry) only if it is better there."""
@@ -32,7 +32,7 @@ from pipelines.evaluation.evaluator import EvalReport
 from pipelines.index.embedding import embed_collection, embed_options
 from pipelines.index.indexes import ANN_MIN_ROWS
 from pipelines.ingest.tables import quarantine_frame, write_quarantine
-from pipelines.optimization import documents
+from pipelines.optimization import prior
 from pipelines.optimization.search import Candidate, SearchSpace, Trial, best, search
 from pipelines.optimization.variants import Chunking, chunk_variant, variant_name, write_variant_chunks
 from pipelines.retrieval import RetrievalConfig
@@ -148,12 +148,12 @@ def search_configs(
         )
 
 
-@task(name="learn-document-fusion", cache_policy=NO_CACHE)
-def learn_fusion(
+@task(name="try-length-prior", cache_policy=NO_CACHE)
+def try_length_prior(
     collection: str, candidate: Candidate, search_set: EvalSet, metric: str, parent_run_id: str
 ) -> tuple[Candidate, dict[str, Any]]:
-    """CANDIDATE with the fusion and length prior (pipelines/optimization/documents.py) that score
-    best on SEARCH_SET, when they beat its own."""
+    """CANDIDATE with the length prior (pipelines/optimization/prior.py) when it scores higher on
+    SEARCH_SET, else CANDIDATE."""
     settings = get_settings()
 
     def score(config: RetrievalConfig) -> float:
@@ -161,12 +161,11 @@ def learn_fusion(
         report = evaluate_candidate(settings, collection, trial, search_set, False, None)
         return float(report.metrics.get(metric, 0.0))
 
-    choice = documents.choose(candidate.retrieval, score, metric)
-    get_run_logger().info("document fusion %s: %s", "changed" if choice.kept else "kept", choice.reason)
+    choice = prior.choose(candidate.retrieval, score, metric)
+    get_run_logger().info("length prior %s: %s", "changed" if choice.kept else "kept", choice.reason)
     with mlflow.start_run(run_id=parent_run_id):
-        prior = choice.retrieval.length_prior
-        mlflow.log_metrics({"fusion_changed": float(choice.kept), "length_prior": prior})
-        mlflow.log_param("fusion", choice.retrieval.fusion)
+        chosen = choice.retrieval.length_prior
+        mlflow.log_metrics({"length_prior_changed": float(choice.kept), "length_prior": chosen})
     return replace(candidate, retrieval=choice.retrieval), choice.summary()
 
 
@@ -293,7 +292,7 @@ def optimize_flow(
         without_feature_ranker(current),  # the first trial; its ranker is relearned, not reused
     )
     winner = best(done)
-    finalist, fusion = learn_fusion(collection, winner.candidate, search_set, metric, parent_id)
+    finalist, length = try_length_prior(collection, winner.candidate, search_set, metric, parent_id)
     ranker, listwise = None, None
     if rerank and finalist.reranker is None:
         target = build_variant(collection, finalist.chunking)
@@ -302,7 +301,7 @@ def optimize_flow(
         # the feature ranker's cross-validated gain on the search split, within the latency budget.
         gain = ranker["cv_ranker_ndcg@10"] - ranker["cv_fused_ndcg@10"] if ranked else 0.0
         fused = winner.metrics.get("ndcg@10", 0.0)
-        fused = fusion.get("search_score", fused) if metric == "ndcg@10" else fused
+        fused = length.get("search_score", fused) if metric == "ndcg@10" else fused
         args = (target, finalist, search_set, fused, gain, latency_budget_ms, parent_id)
         listed, listwise = try_listwise_reranker(*args)
         finalist = listed or ranked or finalist
@@ -385,7 +384,7 @@ def optimize_flow(
         "champion": {**champion, "params": chosen.params()} if champion else None,
         "promoted": promoted,
         "reason": reason,
-        "fusion": fusion,
+        "length_prior": length,
         "ranker": ranker,
         "listwise": listwise,
         "finetune": tuned,

@@ -14,8 +14,6 @@ from pipelines.store import sql_str
 
 Mode = Literal["hybrid", "vector", "text"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
-Fusion = Literal["chunks", "documents"]
-FUSIONS: tuple[Fusion, ...] = ("chunks", "documents")
 Embed = Callable[[list[str]], Awaitable[Sequence[Any]]]  # query texts -> their vectors
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 # The chunk metadata a search may filter on, and the type of its values.
@@ -47,8 +45,7 @@ class RetrievalConfig:
     vector_weight: float = 1.0
     text_weight: float = 1.0
     candidates: int = 30  # per ranking, before fusion
-    # hybrid mode: fuse chunk or document rankings, and the length prior (retrieval/fusion.py)
-    fusion: Fusion = "chunks"
+    # hybrid mode: how much a long document's many chunks are discounted (retrieval/fusion.py)
     length_prior: float = 0.0
     # ANN search knobs; used only when the index table has an ANN index (None = LanceDB's default)
     nprobes: int | None = None
@@ -75,8 +72,6 @@ class RetrievalConfig:
             raise ValueError(f"top_k must be in 1..100, got {self.top_k}")
         if self.rrf_k < 0 or self.vector_weight < 0 or self.text_weight < 0:
             raise ValueError("rrf_k and the weights must be >= 0")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if not 0 <= self.length_prior <= 1:
             raise ValueError(f"length_prior must be in 0..1, got {self.length_prior}")
 

@@ -1,7 +1,7 @@
 """The one retriever: serving, evaluation and notebooks all call `Retriever.retrieve`.
 
-Hybrid mode fuses the vector and full-text rankings (`fusion.rrf_fuse`, or `fusion.document_fuse`
-with a config's `fusion="documents"`).
+Hybrid mode fuses the vector and full-text rankings (`fusion.rrf_fuse`, with the config's length
+prior).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lancedb.background_loop import LOOP
 
 from pipelines.index.indexes import ANN_QUERY
 from pipelines.models import tuned_embedder_path
-from pipelines.retrieval.fusion import document_fuse, length_penalty, rrf_fuse
+from pipelines.retrieval.fusion import length_scale, rrf_fuse
 from pipelines.retrieval.listwise import LLMFactory
 from pipelines.retrieval.ltr import FeatureRanker
 from pipelines.retrieval.query import MODES, Embed, Hit, Mode, Query, RetrievalConfig, where_clause
@@ -235,16 +235,9 @@ class Retriever:
             r["id"]: {**r, "_score": bm25.get(r["id"])} for r in vec_rows
         }
         weighted = [(vec_rows, cfg.vector_weight), (txt_rows, cfg.text_weight)]
-        if cfg.fusion == "documents":
-            ranked = [([(r["id"], r["doc_id"]) for r in found], w) for found, w in weighted]
-            fused = document_fuse(ranked, cfg.rrf_k, cfg.length_prior, counts)
-        else:
-            fused = rrf_fuse([([r["id"] for r in found], w) for found, w in weighted], cfg.rrf_k)
-            if cfg.length_prior:
-                fused = {
-                    i: s - length_penalty(counts.get(rows[i]["doc_id"], 1), cfg.length_prior, cfg.rrf_k)
-                    for i, s in fused.items()
-                }
+        per_doc = length_scale(counts, cfg.length_prior)
+        scale = (lambda chunk: per_doc(rows[chunk]["doc_id"])) if per_doc else None
+        fused = rrf_fuse([([r["id"] for r in found], w) for found, w in weighted], cfg.rrf_k, scale)
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: p.keep]
         return [self._hit(rows[i], s) for i, s in best]
 

@@ -115,6 +115,15 @@ def test_beir_set_end_to_end_through_the_cli(beir_dir: Path, ray_session: None, 
     assert ranker["queries"] >= 8 and ranker["cv_fused_ndcg@10"] > 0.5, ranker
     parent = client.get_run(opt["mlflow_run_id"]).data.metrics
     assert parent["ranker_kept"] == float(ranker["kept"])
+    # The length prior, tried for the winner on the search split, is taken only where it scored higher.
+    length, params = opt["length_prior"], opt["best"]["params"]
+    assert parent["length_prior_changed"] == float(length["kept"])
+    assert params["length_prior"] == length["length_prior"]
+    if params["mode"] == "hybrid":
+        assert set(length["scores"]) == {"0", "0.5"}
+        assert length["kept"] == (length["scores"]["0.5"] > length["scores"]["0"])
+    else:
+        assert not length["kept"] and length["scores"] == {}
     if ranker["kept"]:
         assert ranker["cv_ranker_ndcg@10"] > ranker["cv_fused_ndcg@10"]
         best = opt["best"]["params"]

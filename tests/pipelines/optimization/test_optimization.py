@@ -7,7 +7,7 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from pipelines.optimization import documents
+from pipelines.optimization import prior
 from pipelines.optimization.search import Candidate, SearchSpace, Trial, best, margin
 from pipelines.optimization.variants import Chunking, variant_name
 from pipelines.retrieval import RetrievalConfig
@@ -65,21 +65,21 @@ def test_a_winner_by_chance_does_not_replace_the_incumbent() -> None:
     assert best([replace(t, start=False) for t in trials[:-1]] + [trials[-1]]).number == 19
 
 
-def test_document_fusion_is_chosen_only_where_it_scores_higher() -> None:
+def test_the_length_prior_is_taken_only_where_it_scores_higher() -> None:
     base = RetrievalConfig(rrf_k=40)
-    labels = [documents.label(c) for c in documents.grid(base)]
-    assert labels[0] == "chunks/0" and labels[1:] == [f"documents/{p:g}" for p in documents.LENGTH_PRIORS]
-    assert all(c.rrf_k == 40 for c in documents.grid(base))  # the rest of the config stays
 
     def score(config: RetrievalConfig) -> float:  # a collection of long and short documents
-        return {0.0: 0.80, 0.02: 0.86, 0.04: 0.84}.get(config.length_prior, 0.81)
+        return {0.0: 0.80, prior.LENGTH_PRIOR: 0.86}[config.length_prior]
 
-    choice = documents.choose(base, score, "ndcg@10")
-    assert choice.kept and (choice.retrieval.fusion, choice.retrieval.length_prior) == ("documents", 0.02)
-    assert choice.retrieval.rrf_k == 40 and choice.summary()["search_score"] == 0.86
-    flat = documents.choose(base, lambda c: 0.8, "ndcg@10")  # nothing better: a tie keeps the base
+    choice = prior.choose(base, score, "ndcg@10")
+    assert choice.kept and choice.retrieval == replace(base, length_prior=prior.LENGTH_PRIOR)
+    assert choice.summary()["search_score"] == 0.86 and choice.summary()["scores"] == {"0": 0.8, "0.5": 0.86}
+    flat = prior.choose(base, lambda c: 0.8, "ndcg@10")  # nothing better: a tie keeps the base
     assert not flat.kept and flat.retrieval == base
-    text = documents.choose(replace(base, mode="text"), score, "ndcg@10")
+    # a champion with the prior is tried without it
+    back = prior.choose(choice.retrieval, lambda c: 0.9 if c.length_prior == 0 else 0.8, "ndcg@10")
+    assert back.kept and back.retrieval == base
+    text = prior.choose(replace(base, mode="text"), score, "ndcg@10")
     assert not text.kept and text.scores == {} and "fuses nothing" in text.reason
 
 

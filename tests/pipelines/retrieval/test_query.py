@@ -1,9 +1,7 @@
-import math
-
 import pytest
 
 from pipelines.retrieval import RetrievalConfig, rrf_fuse, where_clause
-from pipelines.retrieval.fusion import document_fuse, length_penalty
+from pipelines.retrieval.fusion import length_scale
 
 
 def test_rrf_rewards_agreement_and_weights() -> None:
@@ -24,32 +22,21 @@ def test_where_clause_quotes_values_and_rejects_unknown_fields() -> None:
         where_clause({"text; drop table": "x"})
 
 
-def test_document_fusion_counts_a_document_found_through_different_chunks_by_both() -> None:
-    # "long" is first in each ranking through a different chunk; chunk-level RRF sees two
-    # one-ranking chunks, document-level RRF one document found by both.
-    vector = [("long#1", "long"), ("short#0", "short"), ("other#0", "other")]
-    text = [("long#2", "long"), ("other#0", "other"), ("short#0", "short")]
-    chunks = rrf_fuse([([c for c, _ in vector], 1.0), ([c for c, _ in text], 1.0)], k=60)
-    assert chunks["long#1"] == chunks["long#2"] == pytest.approx(1 / 61)
-    fused = document_fuse([(vector, 1.0), (text, 1.0)], k=60)
-    assert fused["long#1"] == pytest.approx(2 / 61)  # the document's score, at its best chunk
-    assert fused["long#2"] == pytest.approx(2 / 61)  # tied with the best: both come first
-    assert fused["short#0"] == pytest.approx(1 / 62 + 1 / 63)
-    assert max(fused, key=fused.get).startswith("long")
-
-
-def test_the_length_prior_demotes_a_document_of_many_chunks() -> None:
-    vector = [("long#1", "long"), ("short#0", "short")]
-    text = [("short#0", "short"), ("long#5", "long")]
-    counts = {"long": 60, "short": 1}
-    plain = document_fuse([(vector, 1.0), (text, 1.0)], k=60)
-    assert plain["long#1"] == pytest.approx(plain["short#0"])  # one first and one second place each
-    fused = document_fuse([(vector, 1.0), (text, 1.0)], k=60, prior=0.02, chunks=counts)
-    assert fused["short#0"] == pytest.approx(plain["short#0"])  # ln(1) = 0: no penalty
-    assert fused["long#1"] == pytest.approx(plain["long#1"] - length_penalty(60, 0.02, 60))
-    assert fused["short#0"] > fused["long#1"] > fused["long#5"]
-    assert length_penalty(60, 0.02, 60) == pytest.approx(0.02 * math.log(60) / 61)
-    assert length_penalty(1, 0.5, 60) == 0.0
+def test_the_length_prior_discounts_the_places_of_a_long_document() -> None:
+    counts = {"long": 64, "short": 1}
+    rankings = [(["long#1", "short#0"], 1.0), (["short#1", "long#5"], 1.0)]
+    plain = rrf_fuse(rankings, 60)
+    assert plain["long#1"] > plain["short#0"] and plain["short#1"] > plain["long#5"]
+    scale = length_scale(counts, 0.5)
+    assert scale is not None and scale("long") == 8.0 and scale("short") == scale("unknown") == 1.0
+    fused = rrf_fuse(rankings, 60, lambda chunk: scale(chunk.split("#")[0]))
+    assert fused["short#0"] == pytest.approx(plain["short#0"])  # one chunk: its places stand
+    # 64 chunks at prior 0.5: a first place counts as 8th, a second as 16th
+    assert fused["long#1"] == pytest.approx(1 / (60 + 8))
+    assert fused["long#5"] == pytest.approx(1 / (60 + 16))
+    assert fused["short#0"] > fused["long#1"] > fused["long#5"]  # the long document goes below
+    assert length_scale(counts, 0.0) is None
+    assert length_scale(counts, 1.0)("long") == 64.0  # type: ignore[misc]
 
 
 def test_config_validation() -> None:
@@ -57,7 +44,7 @@ def test_config_validation() -> None:
         RetrievalConfig(mode="magic")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         RetrievalConfig(top_k=0)
-    with pytest.raises(ValueError, match="fusion must be one of"):
-        RetrievalConfig(fusion="pages")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="length_prior"):
         RetrievalConfig(length_prior=-0.1)
+    with pytest.raises(ValueError, match="length_prior"):
+        RetrievalConfig(length_prior=1.5)

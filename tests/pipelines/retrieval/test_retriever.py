@@ -82,15 +82,14 @@ def test_the_reranker_reorders_the_first_hits_and_top_k_is_cut_after_it(retrieve
     )
 
 
-def test_document_fusion_and_the_length_prior_rank_what_the_two_searches_found(
+def test_the_length_prior_moves_long_documents_by_what_the_two_searches_found(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    import math
     from datetime import timedelta
 
     import pyarrow as pa
 
-    from pipelines.retrieval.fusion import document_fuse
+    from pipelines.retrieval.fusion import rrf_fuse
 
     store = Store(str(tmp_path_factory.mktemp("documents")))
     model = ModelInfo("m", "abcdef0123456789", 16)
@@ -103,34 +102,27 @@ def test_document_fusion_and_the_length_prior_rank_what_the_two_searches_found(
     build_indexes(table)
     store.set_active_index("c", table.name, model)
     q = rows.column("vector")[3].values.to_numpy()
-
-    def search(**config: object) -> list:
-        return Retriever(store, "c", RetrievalConfig(top_k=10, **config)).retrieve("word3 row", q)  # type: ignore[arg-type]
-
     single = Retriever(store, "c", RetrievalConfig(top_k=30))
-    vector = single.retrieve("", q, mode="vector")
-    text = single.retrieve("word3 row", mode="text")
+    vector, text = single.retrieve("", q, mode="vector"), single.retrieve("word3 row", mode="text")
     counts = {"d0": 40, "d1": 20, "d2": 10}
-    for prior in (0.0, 0.08):
-        expected = document_fuse(
-            [([(h.id, h.doc_id) for h in vector], 1.0), ([(h.id, h.doc_id) for h in text], 1.0)],
+    doc_of = {h.id: h.doc_id for h in vector + text}
+    for prior in (0.0, 0.5, 1.0):
+        expected = rrf_fuse(
+            [([h.id for h in vector], 1.0), ([h.id for h in text], 1.0)],
             60,
-            prior,
-            counts,
+            lambda chunk, p=prior: float(counts.get(doc_of[chunk], 1)) ** p,
         )
-        hits = search(fusion="documents", length_prior=prior)
+        config = RetrievalConfig(top_k=10, length_prior=prior)
+        hits = Retriever(store, "c", config).retrieve("word3 row", q)
         assert [h.id for h in hits] == sorted(expected, key=lambda i: (-expected[i], i))[:10]
         assert [h.score for h in hits] == [pytest.approx(expected[h.id], abs=1e-6) for h in hits]
-    # the prior over chunk fusion: each chunk loses its document's penalty, one-chunk documents nothing
-    plain = {h.id: h for h in search()}
-    for h in search(length_prior=0.08):
-        if h.id in plain:
-            n = counts.get(h.doc_id, 1)
-            assert h.score == pytest.approx(plain[h.id].score - 0.08 * math.log(n) / 61, abs=1e-6)
+    moved = Retriever(store, "c", RetrievalConfig(top_k=10, length_prior=1.0)).retrieve("word3 row", q)
+    plain = Retriever(store, "c", RetrievalConfig(top_k=10)).retrieve("word3 row", q)
+    assert sum(h.doc_id == "d0" for h in moved) < sum(h.doc_id == "d0" for h in plain)
     # the chunk counts follow the table (as serving reads it, rechecking its version): a document's
     # new chunks are counted in the next search
     live = Store(store.uri, read_consistency=timedelta(0))
-    retriever = Retriever(live, "c", RetrievalConfig(length_prior=0.08))
+    retriever = Retriever(live, "c", RetrievalConfig(length_prior=0.5))
     retriever.retrieve("word3", q)
     assert retriever._counts is not None and retriever._counts[1]["d2"] == 10
     more = _rows(5, start=200).set_column(1, "doc_id", pa.array(["d2"] * 5))

@@ -1,8 +1,8 @@
 """Optimize: evaluate the incumbent → search configs (Optuna, nested MLflow runs) on the search
-split → try the length prior on the winner (retrieval/fusion.py) → learn a feature ranker for
-the winner (kept if it helps) → score the winner and the
-incumbent on the held-out split → promote the winner to the collection's `champion` (MLflow
-registry alias + the serving registry) only if it is better there."""
+split → try the length prior on the winner (retrieval/fusion.py) → learn a feature ranker for the
+winner (each kept if it helps) → score the winner and the incumbent on the held-out split →
+promote the winner to the collection's `champion` (MLflow registry alias + the serving registry)
+only if it is better there."""
 
 from __future__ import annotations
 
@@ -289,7 +289,7 @@ def optimize_flow(
         generate,
         max_answers,
         parent_id,
-        without_feature_ranker(current),  # the first trial; its ranker is relearned, not reused
+        without_feature_ranker(current),  # the first trial; its ranker (and prior) learned again
     )
     winner = best(done)
     finalist, length = try_length_prior(collection, winner.candidate, search_set, metric, parent_id)

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     rrf_k: int = 60
     vector_weight: float = 1.0
     text_weight: float = 1.0
+    length_prior: float = Field(default=0.0, ge=0, le=1)  # retrieval/fusion.py; optimize may set it
 
     # generation
     # local: the openvino engine for the packaged model when installed, else the onnx engine, else

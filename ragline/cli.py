@@ -176,9 +176,10 @@ def optimize(
     verbose: Verbose = False,
 ) -> None:
     """Search RAG configs (each trial a nested MLflow run); promote the best to `champion` if it beats
-    the current champion on the held-out split; the winner first gets a feature ranker learned on the
-    search split where it helps (--no-rerank: not). --finetune-budget: then fine-tune the embedder
-    (`ragline finetune`), kept only if it beats that champion on the held-out split."""
+    the current champion on the held-out split; the winner first gets the length prior and a feature
+    ranker learned on the search split where they help (--no-rerank: no ranker). --finetune-budget:
+    then fine-tune the embedder (`ragline finetune`), kept only if it beats that champion on the
+    held-out split."""
     setup(verbose)
     from pipelines.evaluation.metrics import metric_names
 

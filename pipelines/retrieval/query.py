@@ -55,13 +55,14 @@ class RetrievalConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrievalConfig:
-        """The deployment's defaults (RAGLINE_RETRIEVAL_MODE, _TOP_K, _RRF_K, _*_WEIGHT)."""
+        """The deployment's defaults (RAGLINE_RETRIEVAL_MODE, _TOP_K, _RRF_K, _*_WEIGHT, _LENGTH_PRIOR)."""
         return cls(
             mode=settings.retrieval_mode,
             top_k=settings.top_k,
             rrf_k=settings.rrf_k,
             vector_weight=settings.vector_weight,
             text_weight=settings.text_weight,
+            length_prior=settings.length_prior,
             rerank_depth=settings.rerank_depth if settings.reranker_model else 0,
         )
 

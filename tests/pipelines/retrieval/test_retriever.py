@@ -3,6 +3,10 @@ search found them (the evidence that refusal is calibrated on)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 import pytest
 
 from pipelines.index.indexes import build_indexes
@@ -11,15 +15,23 @@ from pipelines.schemas import index_schema
 from pipelines.store import ModelInfo, Store
 from tests.pipelines.index.test_indexes import _rows
 
+MODEL = ModelInfo("m", "abcdef0123456789", 16)
+
+
+def _collection(folder: Path, rows: pa.Table, indexed: bool = True) -> tuple[Store, Any]:
+    """Collection "c" in a store at FOLDER: an index table of ROWS, active."""
+    store = Store(str(folder))
+    table = store.index_table("c", MODEL)
+    Store.upsert(table, rows.cast(index_schema(16)))
+    if indexed:
+        build_indexes(table)
+    store.set_active_index("c", table.name, MODEL)
+    return store, table
+
 
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory: pytest.TempPathFactory) -> Retriever:
-    store = Store(str(tmp_path_factory.mktemp("retriever")))
-    model = ModelInfo("m", "abcdef0123456789", 16)
-    table = store.index_table("c", model)
-    Store.upsert(table, _rows(200).cast(index_schema(16)))
-    build_indexes(table)
-    store.set_active_index("c", table.name, model)
+    store, _ = _collection(tmp_path_factory.mktemp("retriever"), _rows(200))
     return Retriever(store, "c", RetrievalConfig(top_k=5))
 
 
@@ -42,15 +54,11 @@ def test_text_hits_have_no_similarity_and_hybrid_keeps_the_vector_ones(retriever
 def test_the_threshold_an_evaluation_learned_serves_until_a_champion_brings_its_own(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    store = Store(str(tmp_path_factory.mktemp("refusal")))
-    model = ModelInfo("m", "abcdef0123456789", 16)
-    table = store.index_table("c", model)
-    Store.upsert(table, _rows(20).cast(index_schema(16)))
-    store.set_active_index("c", table.name, model)
+    store, table = _collection(tmp_path_factory.mktemp("refusal"), _rows(20), indexed=False)
     assert Retriever.champion(store, "c").min_similarity is None  # nothing learned: never refuses
     store.set_refusal("c", 0.31)
     assert Retriever.champion(store, "c").min_similarity == pytest.approx(0.31)
-    store.set_active_index("c", table.name, model)  # a re-embed with the same model keeps it
+    store.set_active_index("c", table.name, MODEL)  # a re-embed with the same model keeps it
     assert store.refusal("c") == pytest.approx(0.31)
     store.set_champion("c", {"name": "c", "version": "1", "refusal": {"min_similarity": 0.4}})
     assert Retriever.champion(store, "c").min_similarity == pytest.approx(0.4)  # the champion's wins
@@ -87,20 +95,13 @@ def test_the_length_prior_moves_long_documents_by_what_the_two_searches_found(
 ) -> None:
     from datetime import timedelta
 
-    import pyarrow as pa
-
     from pipelines.retrieval.fusion import rrf_fuse
 
-    store = Store(str(tmp_path_factory.mktemp("documents")))
-    model = ModelInfo("m", "abcdef0123456789", 16)
-    table = store.index_table("c", model)
     rows = _rows(120)
     # documents of 1 to 40 chunks: d0 has 40, d1 20, d2 10, the rest one each
     doc_ids = ["d0"] * 40 + ["d1"] * 20 + ["d2"] * 10 + [f"d{i}" for i in range(3, 53)]
     rows = rows.set_column(rows.schema.get_field_index("doc_id"), "doc_id", pa.array(doc_ids))
-    Store.upsert(table, rows.cast(index_schema(16)))
-    build_indexes(table)
-    store.set_active_index("c", table.name, model)
+    store, table = _collection(tmp_path_factory.mktemp("documents"), rows)
     q = rows.column("vector")[3].values.to_numpy()
     single = Retriever(store, "c", RetrievalConfig(top_k=30))
     vector, text = single.retrieve("", q, mode="vector"), single.retrieve("word3 row", mode="text")

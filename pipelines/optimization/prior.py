@@ -4,8 +4,9 @@ A collection whose documents differ widely in length (a reference manual: topics
 of sixty) favours the long ones, whose many chunks give them many chances to place one high; one
 of short, even documents (abstracts, posts) is not moved by the prior at all. Whether it helps is a
 property of the collection, so it is tried on the search split: the winner with the prior at the
-middle of its range (a long document's lead half chance, half merit) replaces the winner only if
-it scores higher there, and the held-out split then judges it with the rest of the config.
+middle of its range (halfway, in log places, between trusting a long document's lead and taking it
+for chance) replaces the winner only if it scores higher there, and the held-out split then judges
+it with the rest of the config.
 
 One value, not a grid: on the sample set every prior from 0.25 to 0.625 scored within 0.003 nDCG@10
 of each other on the whole set, while a grid of five, chosen on a dozen questions as optimize

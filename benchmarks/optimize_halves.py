@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import add_json_flag, emit
@@ -43,7 +44,8 @@ def write_half(source: Path, ids: set[str], dest: Path) -> Path:
     return dest
 
 
-def per_query(report, ids: set[str]) -> dict[str, list[float]]:
+def per_query(report: Any, ids: set[str]) -> dict[str, list[float]]:
+    """The judged questions of IDS: each metric's per-question scores in REPORT (an EvalReport)."""
     frame = report.per_query
     rows = [r for r in frame.iter_rows(named=True) if r["query_id"] in ids and r.get("ndcg@10") is not None]
     return {m: [float(r[m]) for r in rows] for m in METRICS}

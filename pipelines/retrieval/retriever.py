@@ -243,7 +243,7 @@ class Retriever:
 
     async def _chunk_counts(self) -> dict[str, int]:
         """Chunks per document in the searched table (the length prior's), read once per table
-        version: one column scan (5 ms at 890 chunks)."""
+        version: one column scan (5 ms at 890 chunks); the version check costs ~50 us a search."""
         version = await self._async_table.version()
         if self._counts is None or self._counts[0] != version:
             import pyarrow.compute as pc

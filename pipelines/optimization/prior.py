@@ -30,7 +30,6 @@ LENGTH_PRIOR = 0.5
 class PriorChoice:
     retrieval: RetrievalConfig
     scores: dict[float, float]  # the search split's metric per length prior tried
-    metric: str
     kept: bool
     reason: str
 
@@ -50,7 +49,7 @@ def choose(base: RetrievalConfig, score: Callable[[RetrievalConfig], float], met
     SCORE (the search split's METRIC); else BASE. Only hybrid search fuses rankings: other modes
     are returned as they are."""
     if base.mode != "hybrid":
-        return PriorChoice(base, {}, metric, False, f"{base.mode} search fuses nothing")
+        return PriorChoice(base, {}, False, f"{base.mode} search fuses nothing")
     other = replace(base, length_prior=0.0 if base.length_prior else LENGTH_PRIOR)
     scores = {base.length_prior: score(base), other.length_prior: score(other)}
     kept = scores[other.length_prior] > scores[base.length_prior]
@@ -58,4 +57,4 @@ def choose(base: RetrievalConfig, score: Callable[[RetrievalConfig], float], met
         f"search-split {metric} {scores[other.length_prior]:.4f} with length prior "
         f"{other.length_prior:g} vs {scores[base.length_prior]:.4f} with {base.length_prior:g}"
     )
-    return PriorChoice(other if kept else base, scores, metric, kept, reason)
+    return PriorChoice(other if kept else base, scores, kept, reason)
